@@ -1,0 +1,121 @@
+//! The HTTP layer's one error type, answered as RFC 7807 `application/problem+json`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::ingest::IngestError;
+use crate::store::StoreError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Json(String, StatusCode),
+    #[error("{0}")]
+    Path(#[from] PathRejection),
+    #[error("{0}")]
+    Query(#[from] QueryRejection),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<JsonRejection> for Error {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::Json(rejection.body_text(), rejection.status())
+    }
+}
+
+impl Error {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) | Self::Query(_) | Self::Path(_) => StatusCode::BAD_REQUEST,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Json(_, status) => *status,
+            Self::Ingest(err) => match err {
+                IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                IngestError::Empty
+                | IngestError::Csv(_)
+                | IngestError::Body(_)
+                | IngestError::UnknownTarget { .. }
+                | IngestError::DuplicateTarget(_) => StatusCode::BAD_REQUEST,
+                IngestError::Store(err) => store_status(err),
+                IngestError::Aborted => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            },
+            Self::Store(err) => store_status(err),
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+fn store_status(err: &StoreError) -> StatusCode {
+    match err {
+        StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
+        StoreError::DatasetInUse { .. } => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// An RFC 7807 problem document.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"type": "about:blank", "title": "Unprocessable Entity", "status": 422,
+    "detail": "line 3, column 2 (\"b\"): \"x\" is not a number"}))]
+pub struct Problem {
+    /// Always "about:blank": the status code says what kind of problem it is.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// What is wrong, naming the field or value at fault.
+    pub detail: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let detail = if status.is_server_error() {
+            // The cause may reveal internals: log it, tell the client only that it happened.
+            tracing::error!(error = %self, "request failed");
+            match self {
+                Self::Unavailable(_) => "the service is not ready: its database is unreachable",
+                _ => "an internal error occurred; the server log has the details",
+            }
+            .to_owned()
+        } else {
+            self.to_string()
+        };
+        let problem = Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail,
+        };
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            axum::Json(problem),
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,84 @@
+//! The HTTP API: translates requests into store, ingest and scheduler calls, nothing more.
+
+mod datasets;
+pub mod error;
+mod extract;
+mod health;
+mod page;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::header;
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// Shared by every handler; each field is cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "nnserve",
+        description = "Train dense neural networks over HTTP and serve their predictions. \
+                       Errors are RFC 7807 application/problem+json."
+    ),
+    tags(
+        (name = "datasets", description = "Upload and manage training data"),
+        (name = "service", description = "Health and the API document"),
+    )
+)]
+struct ApiDoc;
+
+fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(datasets::router())
+}
+
+/// The OpenAPI document of every endpoint, as committed in `openapi/openapi.json`.
+pub fn openapi_json() -> String {
+    let mut text = api()
+        .into_openapi()
+        .to_pretty_json()
+        .expect("the document serializes");
+    text.push('\n');
+    text
+}
+
+/// The whole application; `main` and the tests both serve this.
+pub fn app(state: AppState) -> Router {
+    let (router, _) = api().split_for_parts();
+    let document = openapi_json();
+    let max_body = state.config.max_body_bytes;
+    router
+        .route(
+            "/openapi.json",
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
+        )
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

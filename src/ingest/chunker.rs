@@ -1,0 +1,94 @@
+//! Packs rows into fixed-size little-endian f32 chunks and gathers target statistics.
+
+use super::IngestError;
+use crate::store::TargetStats;
+
+/// Chunk size aimed at: big enough that per-row overhead vanishes, small enough that a
+/// chunk is cheap to hold while streaming batches from storage.
+pub const CHUNK_BYTES: usize = 8 << 20;
+
+/// `rows` consecutive rows, each the features then the targets, as little-endian f32.
+#[derive(Debug)]
+pub struct Chunk {
+    pub rows: usize,
+    pub data: Vec<u8>,
+}
+
+pub struct Chunker<F> {
+    features: usize,
+    chunk_rows: usize,
+    buf: Vec<u8>,
+    rows_in_chunk: usize,
+    rows: usize,
+    stats: Vec<TargetStats>,
+    emit: F,
+}
+
+impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
+    pub fn new(features: usize, targets: usize, emit: F) -> Self {
+        let width = features + targets;
+        let chunk_rows = (CHUNK_BYTES / (4 * width.max(1))).max(1);
+        let stats = vec![
+            TargetStats {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                integral: true,
+            };
+            targets
+        ];
+        Self {
+            features,
+            chunk_rows,
+            buf: Vec::with_capacity(chunk_rows * width * 4),
+            rows_in_chunk: 0,
+            rows: 0,
+            stats,
+            emit,
+        }
+    }
+
+    pub fn chunk_rows(&self) -> usize {
+        self.chunk_rows
+    }
+
+    /// Appends one row laid out as features then targets; values must be finite.
+    pub fn push(&mut self, row: &[f32]) -> Result<(), IngestError> {
+        for value in row {
+            self.buf.extend_from_slice(&value.to_le_bytes());
+        }
+        for (stats, &value) in self.stats.iter_mut().zip(&row[self.features..]) {
+            let value = f64::from(value);
+            stats.min = stats.min.min(value);
+            stats.max = stats.max.max(value);
+            stats.integral &= value.fract() == 0.0;
+        }
+        self.rows += 1;
+        self.rows_in_chunk += 1;
+        if self.rows_in_chunk == self.chunk_rows {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Emits the last partial chunk; returns the row count and the target statistics.
+    pub fn finish(mut self) -> Result<(usize, Vec<TargetStats>), IngestError> {
+        if self.rows == 0 {
+            return Err(IngestError::NoRows);
+        }
+        self.flush()?;
+        Ok((self.rows, self.stats))
+    }
+
+    fn flush(&mut self) -> Result<(), IngestError> {
+        if self.rows_in_chunk == 0 {
+            return Ok(());
+        }
+        let capacity = self.buf.capacity();
+        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(capacity));
+        let chunk = Chunk {
+            rows: std::mem::take(&mut self.rows_in_chunk),
+            data,
+        };
+        (self.emit)(chunk)
+    }
+}

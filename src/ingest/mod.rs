@@ -1,0 +1,104 @@
+//! Turning uploaded CSV and JSON into stored f32 row chunks.
+//!
+//! Parsing is synchronous (it is CPU work and runs on a blocking thread); [`upload`] ties a
+//! streamed request body to the parser and the parser's chunks to one store transaction.
+
+mod chunker;
+mod csv;
+mod json;
+mod upload;
+
+pub use self::chunker::{Chunk, Chunker, CHUNK_BYTES};
+pub use self::csv::{parse_csv, CsvOptions};
+pub use self::json::{parse_json, JsonDataset, JsonTargets};
+pub use self::upload::{store_csv, store_json};
+
+use crate::store::{StoreError, TargetStats};
+
+/// A parsed table, without its rows (those went to the chunk sink).
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub rows: usize,
+    /// Every column in upload order.
+    pub columns: Vec<String>,
+    pub feature_names: Vec<String>,
+    pub target_names: Vec<String>,
+    pub target_stats: Vec<TargetStats>,
+    pub chunk_rows: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the body is empty: expected a header line of column names")]
+    Empty,
+    #[error("line 1: column {column} has an empty name")]
+    EmptyColumnName { column: usize },
+    #[error("line 1: column name {name:?} appears twice (columns {first} and {second})")]
+    DuplicateColumn {
+        name: String,
+        first: usize,
+        second: usize,
+    },
+    #[error("line 1 must be a header of column names, but every field in it is a number")]
+    HeaderIsNumeric,
+    #[error("unknown target column {name:?}; the columns are {columns:?}")]
+    UnknownTarget { name: String, columns: Vec<String> },
+    #[error("target column {0:?} is named twice")]
+    DuplicateTarget(String),
+    #[error("every column is a target; at least one feature column is needed")]
+    NoFeatures,
+    #[error("{0}")]
+    Columns(String),
+    #[error("line {line}: expected {expected} fields like the header, got {got}")]
+    Ragged {
+        line: u64,
+        expected: usize,
+        got: usize,
+    },
+    #[error("line {line}, column {column} ({name:?}): {value:?} is not a number")]
+    NotANumber {
+        line: u64,
+        column: usize,
+        name: String,
+        value: String,
+    },
+    #[error("line {line}, column {column} ({name:?}): {value:?} is not finite (NaN and infinities are rejected)")]
+    NotFinite {
+        line: u64,
+        column: usize,
+        name: String,
+        value: String,
+    },
+    #[error("no data rows")]
+    NoRows,
+    #[error("malformed CSV: {0}")]
+    Csv(String),
+    /// A JSON body whose shape or values are wrong.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("reading the request body failed: {0}")]
+    Body(String),
+    /// The consumer of the chunks went away (its own error is the one to report).
+    #[error("upload aborted")]
+    Aborted,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// True for problems with what the client sent, as opposed to the server failing.
+    pub fn is_client_error(&self) -> bool {
+        !matches!(self, Self::Aborted | Self::Store(_))
+    }
+}
+
+/// Shortens a client-supplied value quoted back in an error message.
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    match text.char_indices().nth(40) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.into_owned(),
+    }
+}

@@ -1,0 +1,159 @@
+//! Streaming a request body through the parser into the store.
+//!
+//! Three stages run concurrently: the async pump forwards body frames into a bounded channel,
+//! the parser (a blocking thread) reads them through [`ChannelReader`] and emits row chunks,
+//! and the async sink writes each chunk into one open transaction. Memory stays bounded by
+//! the channel capacities, whatever the body size.
+
+use std::io::{self, Read};
+
+use bytes::{Buf, Bytes};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+
+use super::{parse_csv, parse_json, Chunk, CsvOptions, IngestError, JsonDataset, Parsed};
+use crate::store::{Dataset, DatasetWriter, NewDataset, Store};
+
+const DEFAULT_NAME: &str = "unnamed";
+
+/// Parses a CSV body as it arrives and stores it; on any error nothing is stored.
+pub async fn store_csv<S, E>(
+    store: &Store,
+    body: S,
+    options: CsvOptions,
+    name: Option<String>,
+    limit: usize,
+) -> Result<Dataset, IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let (bytes_tx, bytes_rx) = mpsc::channel(16);
+    let (chunks_tx, mut chunks_rx) = mpsc::channel::<Chunk>(2);
+    let span = tracing::Span::current();
+    let parser = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let reader = ChannelReader {
+            rx: bytes_rx,
+            current: Bytes::new(),
+        };
+        parse_csv(reader, &options, |chunk| {
+            chunks_tx
+                .blocking_send(chunk)
+                .map_err(|_| IngestError::Aborted)
+        })
+    });
+    let sink = async {
+        let mut writer = store.begin_dataset().await?;
+        while let Some(chunk) = chunks_rx.recv().await {
+            writer.insert_chunk(chunk.rows, &chunk.data).await?;
+        }
+        Ok::<_, IngestError>(writer)
+    };
+    let (pumped, written) = tokio::join!(pump(body, bytes_tx, limit), sink);
+    let parsed = parser
+        .await
+        .map_err(|e| IngestError::Body(format!("CSV parser stopped: {e}")))?;
+    // The first failure in pipeline order is the cause; later stages only saw its effect.
+    pumped?;
+    let (parsed, writer) = match (parsed, written) {
+        (Err(IngestError::Aborted), Err(cause)) => return Err(cause),
+        (Err(err), _) | (Ok(_), Err(err)) => return Err(err),
+        (Ok(parsed), Ok(writer)) => (parsed, writer),
+    };
+    commit(writer, parsed, name).await
+}
+
+/// Stores a dataset sent as JSON (already in memory, so no streaming to do).
+pub async fn store_json(store: &Store, body: JsonDataset) -> Result<Dataset, IngestError> {
+    let mut chunks = Vec::new();
+    let parsed = parse_json(&body, |chunk| {
+        chunks.push(chunk);
+        Ok(())
+    })?;
+    let mut writer = store.begin_dataset().await?;
+    for chunk in chunks {
+        writer.insert_chunk(chunk.rows, &chunk.data).await?;
+    }
+    commit(writer, parsed, body.name).await
+}
+
+async fn commit(
+    writer: DatasetWriter,
+    parsed: Parsed,
+    name: Option<String>,
+) -> Result<Dataset, IngestError> {
+    let dataset = writer
+        .commit(NewDataset {
+            name: name.unwrap_or_else(|| DEFAULT_NAME.into()),
+            rows: parsed.rows,
+            columns: parsed.columns,
+            feature_names: parsed.feature_names,
+            target_names: parsed.target_names,
+            target_stats: parsed.target_stats,
+            chunk_rows: parsed.chunk_rows,
+        })
+        .await?;
+    tracing::info!(dataset = %dataset.id, rows = dataset.rows, "dataset stored");
+    Ok(dataset)
+}
+
+/// Forwards body frames to the parser, enforcing the size limit. A failure is sent down the
+/// channel too, so the parser never mistakes a cut-off body for a complete one.
+async fn pump<S, E>(
+    mut body: S,
+    tx: mpsc::Sender<io::Result<Bytes>>,
+    limit: usize,
+) -> Result<(), IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let mut total = 0usize;
+    while let Some(frame) = body.next().await {
+        let frame = frame
+            .map_err(|e| IngestError::Body(e.to_string()))
+            .and_then(|bytes| {
+                total += bytes.len();
+                if total > limit {
+                    Err(IngestError::TooLarge { limit })
+                } else {
+                    Ok(bytes)
+                }
+            });
+        match frame {
+            Ok(bytes) => {
+                if tx.send(Ok(bytes)).await.is_err() {
+                    // The parser stopped early (bad row); its error is the answer.
+                    return Ok(());
+                }
+            }
+            Err(err) => {
+                let _ = tx.send(Err(io::Error::other(err.to_string()))).await;
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Blocking `Read` over the frames the pump sends.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(frame) => self.current = frame?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current.advance(n);
+        Ok(n)
+    }
+}

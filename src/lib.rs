@@ -1,0 +1,10 @@
+//! nnserve: an HTTP service that trains dense neural networks and serves their predictions.
+
+/// Command-line and environment configuration.
+pub mod config;
+/// The HTTP API (axum): one module per resource.
+pub mod http;
+/// Parsing uploaded CSV/JSON into stored f32 row chunks.
+pub mod ingest;
+/// The SQLite repository: all SQL lives here.
+pub mod store;

@@ -1,0 +1,253 @@
+//! Datasets: metadata rows and f32 row chunks.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{Sqlite, Transaction};
+use uuid::Uuid;
+
+use super::{from_json, json, Result, Store, StoreError};
+
+/// What spec validation needs to know about one target column.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TargetStats {
+    pub min: f64,
+    pub max: f64,
+    /// Every value is a whole number (class labels are).
+    pub integral: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub id: Uuid,
+    pub name: String,
+    pub rows: usize,
+    /// Every column in upload order.
+    pub columns: Vec<String>,
+    pub feature_names: Vec<String>,
+    pub target_names: Vec<String>,
+    pub target_stats: Vec<TargetStats>,
+    pub chunk_rows: usize,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Dataset {
+    pub fn features(&self) -> usize {
+        self.feature_names.len()
+    }
+
+    pub fn targets(&self) -> usize {
+        self.target_names.len()
+    }
+}
+
+/// Metadata known once every row has been parsed.
+#[derive(Debug, Clone)]
+pub struct NewDataset {
+    pub name: String,
+    pub rows: usize,
+    pub columns: Vec<String>,
+    pub feature_names: Vec<String>,
+    pub target_names: Vec<String>,
+    pub target_stats: Vec<TargetStats>,
+    pub chunk_rows: usize,
+}
+
+#[derive(sqlx::FromRow)]
+struct DatasetRow {
+    id: String,
+    name: String,
+    rows: i64,
+    columns: String,
+    feature_names: String,
+    target_names: String,
+    target_stats: String,
+    chunk_rows: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<DatasetRow> for Dataset {
+    type Error = StoreError;
+
+    fn try_from(row: DatasetRow) -> Result<Self> {
+        Ok(Self {
+            id: super::parse_id(&row.id)?,
+            name: row.name,
+            rows: row.rows as usize,
+            columns: from_json(&row.columns, "dataset columns")?,
+            feature_names: from_json(&row.feature_names, "dataset feature names")?,
+            target_names: from_json(&row.target_names, "dataset target names")?,
+            target_stats: from_json(&row.target_stats, "dataset target stats")?,
+            chunk_rows: row.chunk_rows as usize,
+            created_at: row.created_at,
+        })
+    }
+}
+
+const COLUMNS: &str =
+    "id, name, rows, columns, feature_names, target_names, target_stats, chunk_rows, created_at";
+
+/// An upload in progress: chunks go into one transaction, so an upload that fails at any
+/// point (bad row, client gone, server stopped) leaves nothing behind.
+pub struct DatasetWriter {
+    tx: Transaction<'static, Sqlite>,
+    id: Uuid,
+    chunks: i64,
+}
+
+impl DatasetWriter {
+    /// Appends `rows` rows encoded as little-endian f32 (features, then targets, per row).
+    pub async fn insert_chunk(&mut self, rows: usize, data: &[u8]) -> Result<()> {
+        sqlx::query("INSERT INTO dataset_chunks (dataset_id, idx, rows, data) VALUES (?, ?, ?, ?)")
+            .bind(self.id.to_string())
+            .bind(self.chunks)
+            .bind(rows as i64)
+            .bind(data)
+            .execute(&mut *self.tx)
+            .await?;
+        self.chunks += 1;
+        Ok(())
+    }
+
+    pub async fn commit(mut self, meta: NewDataset) -> Result<Dataset> {
+        let dataset = Dataset {
+            id: self.id,
+            name: meta.name,
+            rows: meta.rows,
+            columns: meta.columns,
+            feature_names: meta.feature_names,
+            target_names: meta.target_names,
+            target_stats: meta.target_stats,
+            chunk_rows: meta.chunk_rows,
+            created_at: Utc::now(),
+        };
+        sqlx::query(&format!(
+            "INSERT INTO datasets ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(dataset.id.to_string())
+        .bind(&dataset.name)
+        .bind(dataset.rows as i64)
+        .bind(json(&dataset.columns))
+        .bind(json(&dataset.feature_names))
+        .bind(json(&dataset.target_names))
+        .bind(json(&dataset.target_stats))
+        .bind(dataset.chunk_rows as i64)
+        .bind(dataset.created_at)
+        .execute(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(dataset)
+    }
+}
+
+impl Store {
+    pub async fn begin_dataset(&self) -> Result<DatasetWriter> {
+        Ok(DatasetWriter {
+            tx: self.pool.begin().await?,
+            id: Uuid::new_v4(),
+            chunks: 0,
+        })
+    }
+
+    pub async fn dataset(&self, id: Uuid) -> Result<Dataset> {
+        sqlx::query_as::<_, DatasetRow>(&format!("SELECT {COLUMNS} FROM datasets WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound {
+                kind: "dataset",
+                id,
+            })?
+            .try_into()
+    }
+
+    /// Newest first, with the total count for pagination.
+    pub async fn datasets(&self, limit: u32, offset: u64) -> Result<(Vec<Dataset>, u64)> {
+        let rows = sqlx::query_as::<_, DatasetRow>(&format!(
+            "SELECT {COLUMNS} FROM datasets ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
+        ))
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM datasets")
+            .fetch_one(&self.pool)
+            .await?;
+        let datasets = rows
+            .into_iter()
+            .map(Dataset::try_from)
+            .collect::<Result<_>>()?;
+        Ok((datasets, total as u64))
+    }
+
+    /// Deletes a dataset unless a queued or running job needs it; the check and the delete
+    /// are one statement, so a job submitted concurrently cannot slip in between.
+    pub async fn delete_dataset(&self, id: Uuid) -> Result<()> {
+        let deleted = sqlx::query(
+            "DELETE FROM datasets WHERE id = ?1 AND NOT EXISTS \
+             (SELECT 1 FROM jobs WHERE dataset_id = ?1 AND status IN ('queued', 'running'))",
+        )
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if deleted == 1 {
+            return Ok(());
+        }
+        let jobs: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM jobs WHERE dataset_id = ? AND status IN ('queued', 'running')",
+        )
+        .bind(id.to_string())
+        .fetch_one(&self.pool)
+        .await?;
+        if jobs > 0 {
+            Err(StoreError::DatasetInUse { id, jobs })
+        } else {
+            Err(StoreError::NotFound {
+                kind: "dataset",
+                id,
+            })
+        }
+    }
+
+    /// Reads the whole matrix into separate feature and target buffers (row-major).
+    pub async fn dataset_matrix(&self, dataset: &Dataset) -> Result<(Vec<f32>, Vec<f32>)> {
+        use futures_util::TryStreamExt;
+
+        let (features, targets) = (dataset.features(), dataset.targets());
+        let width = features + targets;
+        let mut x = Vec::with_capacity(dataset.rows * features);
+        let mut y = Vec::with_capacity(dataset.rows * targets);
+        let mut chunks = sqlx::query_as::<_, (i64, Vec<u8>)>(
+            "SELECT rows, data FROM dataset_chunks WHERE dataset_id = ? ORDER BY idx",
+        )
+        .bind(dataset.id.to_string())
+        .fetch(&self.pool);
+        while let Some((rows, data)) = chunks.try_next().await? {
+            if data.len() != rows as usize * width * 4 {
+                return Err(StoreError::Corrupt(format!(
+                    "dataset {} has a chunk of {} bytes for {rows} rows of {width} values",
+                    dataset.id,
+                    data.len()
+                )));
+            }
+            for row in data.chunks_exact(width * 4) {
+                let (xs, ys) = row.split_at(features * 4);
+                x.extend(xs.chunks_exact(4).map(f32_le));
+                y.extend(ys.chunks_exact(4).map(f32_le));
+            }
+        }
+        if x.len() != dataset.rows * features {
+            return Err(StoreError::Corrupt(format!(
+                "dataset {} should have {} rows but its chunks hold {}",
+                dataset.id,
+                dataset.rows,
+                x.len() / features.max(1)
+            )));
+        }
+        Ok((x, y))
+    }
+}
+
+fn f32_le(bytes: &[u8]) -> f32 {
+    f32::from_le_bytes(bytes.try_into().expect("chunks_exact(4)"))
+}

@@ -1,0 +1,438 @@
+//! Training jobs: the persisted FIFO queue, per-epoch rows, checkpoints and trial results.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{Sqlite, Transaction};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{from_json, json, parse_id, Result, Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(match text {
+            "queued" => Self::Queued,
+            "running" => Self::Running,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("unknown job status {other:?}"))),
+        })
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: Uuid,
+    pub dataset_id: Uuid,
+    /// The training spec as submitted (JSON).
+    pub spec: Value,
+    pub status: JobStatus,
+    /// One trial per batch size.
+    pub batch_sizes: Vec<usize>,
+    /// Epochs per trial.
+    pub epochs: usize,
+    /// Finished epochs over all trials.
+    pub epochs_done: usize,
+    /// The quantity that picks the best epoch and trial ("val_loss", ...).
+    pub monitor: String,
+    /// Whether a larger monitored value is better.
+    pub maximize: bool,
+    pub best_trial: Option<usize>,
+    pub best_epoch: Option<usize>,
+    pub best_value: Option<f64>,
+    pub stopped_early: Option<bool>,
+    pub overfitting_epoch: Option<usize>,
+    pub error: Option<String>,
+    pub model_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct JobRow {
+    id: String,
+    dataset_id: String,
+    spec: String,
+    status: String,
+    batch_sizes: String,
+    epochs: i64,
+    epochs_done: i64,
+    monitor: String,
+    monitor_mode: String,
+    best_trial: Option<i64>,
+    best_epoch: Option<i64>,
+    best_value: Option<f64>,
+    stopped_early: Option<bool>,
+    overfitting_epoch: Option<i64>,
+    error: Option<String>,
+    model_id: Option<String>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
+    monitor, monitor_mode, \
+    best_trial, best_epoch, best_value, stopped_early, overfitting_epoch, error, model_id, \
+    created_at, started_at, finished_at";
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self> {
+        Ok(Self {
+            id: parse_id(&row.id)?,
+            dataset_id: parse_id(&row.dataset_id)?,
+            spec: from_json(&row.spec, "job spec")?,
+            status: JobStatus::parse(&row.status)?,
+            batch_sizes: from_json(&row.batch_sizes, "job batch sizes")?,
+            epochs: row.epochs as usize,
+            epochs_done: row.epochs_done as usize,
+            monitor: row.monitor,
+            maximize: row.monitor_mode == "max",
+            best_trial: row.best_trial.map(|v| v as usize),
+            best_epoch: row.best_epoch.map(|v| v as usize),
+            best_value: row.best_value,
+            stopped_early: row.stopped_early,
+            overfitting_epoch: row.overfitting_epoch.map(|v| v as usize),
+            error: row.error,
+            model_id: row.model_id.as_deref().map(parse_id).transpose()?,
+            created_at: row.created_at,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+        })
+    }
+}
+
+pub struct NewJob {
+    pub dataset_id: Uuid,
+    pub spec: Value,
+    pub batch_sizes: Vec<usize>,
+    pub epochs: usize,
+    pub monitor: String,
+    pub maximize: bool,
+}
+
+/// One finished epoch as stored.
+#[derive(Debug, Clone)]
+pub struct EpochRow {
+    pub trial: usize,
+    pub epoch: usize,
+    pub batch_size: usize,
+    /// The engine's epoch record (JSON).
+    pub record: Value,
+}
+
+/// The training state saved after an epoch; resuming from it continues that trial.
+pub struct Checkpoint {
+    pub trial: usize,
+    pub epoch: usize,
+    pub state: Vec<u8>,
+}
+
+/// How one trial (one batch size) ended.
+#[derive(Debug, Clone)]
+pub struct TrialResult {
+    pub trial: usize,
+    pub batch_size: usize,
+    pub best_epoch: Option<usize>,
+    pub best_value: Option<f64>,
+    pub stopped_early: bool,
+    pub overfitting_epoch: Option<usize>,
+}
+
+type TrialRow = (i64, i64, Option<i64>, Option<f64>, bool, Option<i64>);
+
+impl Store {
+    /// Queues a job for an existing dataset (checked in the same statement, so the dataset
+    /// cannot be deleted in between).
+    pub async fn insert_job(&self, new: NewJob) -> Result<Job> {
+        let row = sqlx::query_as::<_, JobRow>(&format!(
+            "INSERT INTO jobs (id, dataset_id, spec, status, batch_sizes, epochs, monitor, \
+             monitor_mode, created_at) SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8 \
+             WHERE EXISTS (SELECT 1 FROM datasets WHERE id = ?2) \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(Uuid::new_v4().to_string())
+        .bind(new.dataset_id.to_string())
+        .bind(json(&new.spec))
+        .bind(json(&new.batch_sizes))
+        .bind(new.epochs as i64)
+        .bind(&new.monitor)
+        .bind(if new.maximize { "max" } else { "min" })
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.ok_or(StoreError::NotFound {
+            kind: "dataset",
+            id: new.dataset_id,
+        })?
+        .try_into()
+    }
+
+    pub async fn job(&self, id: Uuid) -> Result<Job> {
+        sqlx::query_as::<_, JobRow>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound { kind: "job", id })?
+            .try_into()
+    }
+
+    /// Newest first, optionally of one status, with the total count for pagination.
+    pub async fn jobs(
+        &self,
+        status: Option<JobStatus>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<Job>, u64)> {
+        let status = status.map(JobStatus::as_str);
+        let rows = sqlx::query_as::<_, JobRow>(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR status = ?1 \
+             ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
+        ))
+        .bind(status)
+        .bind(limit as i64)
+        .bind(offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE ?1 IS NULL OR status = ?1")
+                .bind(status)
+                .fetch_one(&self.pool)
+                .await?;
+        let jobs = rows.into_iter().map(Job::try_from).collect::<Result<_>>()?;
+        Ok((jobs, total as u64))
+    }
+
+    /// Marks the oldest queued job running and returns it.
+    pub async fn claim_next_job(&self) -> Result<Option<Job>> {
+        sqlx::query_as::<_, JobRow>(&format!(
+            "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) \
+             WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1) \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(Job::try_from)
+        .transpose()
+    }
+
+    /// Puts jobs left `running` by a process that is gone back in the queue (in their
+    /// original order); they resume from their last checkpoint.
+    pub async fn requeue_running(&self) -> Result<u64> {
+        Ok(
+            sqlx::query("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
+    }
+
+    /// Puts one running job back in the queue (its process is stopping).
+    pub async fn requeue(&self, id: Uuid) -> Result<()> {
+        sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'running'")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Cancels a job if it is still queued; false when it is not (any more).
+    pub async fn cancel_queued(&self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
+        )
+        .bind(Utc::now())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores a finished epoch, its checkpoint and the job's progress in one transaction.
+    pub async fn record_epoch(&self, id: Uuid, row: &EpochRow, checkpoint: &[u8]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO job_epochs (job_id, trial, epoch, batch_size, record) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(row.trial as i64)
+        .bind(row.epoch as i64)
+        .bind(row.batch_size as i64)
+        .bind(json(&row.record))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO job_checkpoints (job_id, trial, epoch, state) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (job_id) DO UPDATE SET trial = excluded.trial, epoch = excluded.epoch, \
+             state = excluded.state",
+        )
+        .bind(id.to_string())
+        .bind(row.trial as i64)
+        .bind(row.epoch as i64)
+        .bind(checkpoint)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE jobs SET epochs_done = epochs_done + 1 WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn epochs(&self, id: Uuid) -> Result<Vec<EpochRow>> {
+        let rows = sqlx::query_as::<_, (i64, i64, i64, String)>(
+            "SELECT trial, epoch, batch_size, record FROM job_epochs WHERE job_id = ? \
+             ORDER BY trial, epoch",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(trial, epoch, batch_size, record)| {
+                Ok(EpochRow {
+                    trial: trial as usize,
+                    epoch: epoch as usize,
+                    batch_size: batch_size as usize,
+                    record: from_json(&record, "epoch record")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn checkpoint(&self, id: Uuid) -> Result<Option<Checkpoint>> {
+        let row = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(
+            "SELECT trial, epoch, state FROM job_checkpoints WHERE job_id = ?",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(trial, epoch, state)| Checkpoint {
+            trial: trial as usize,
+            epoch: epoch as usize,
+            state,
+        }))
+    }
+
+    /// Records a finished trial with its model; its checkpoint is no longer needed.
+    pub async fn finish_trial(&self, id: Uuid, result: &TrialResult, model: &[u8]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO job_trials (job_id, trial, batch_size, best_epoch, best_value, \
+             stopped_early, overfitting_epoch, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(result.trial as i64)
+        .bind(result.batch_size as i64)
+        .bind(result.best_epoch.map(|v| v as i64))
+        .bind(result.best_value)
+        .bind(result.stopped_early)
+        .bind(result.overfitting_epoch.map(|v| v as i64))
+        .bind(model)
+        .execute(&mut *tx)
+        .await?;
+        delete_checkpoint(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn trials(&self, id: Uuid) -> Result<Vec<TrialResult>> {
+        let rows = sqlx::query_as::<_, TrialRow>(
+            "SELECT trial, batch_size, best_epoch, best_value, stopped_early, overfitting_epoch \
+             FROM job_trials WHERE job_id = ? ORDER BY trial",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(trial, batch_size, best_epoch, best_value, stopped_early, overfitting)| {
+                    TrialResult {
+                        trial: trial as usize,
+                        batch_size: batch_size as usize,
+                        best_epoch: best_epoch.map(|v| v as usize),
+                        best_value,
+                        stopped_early,
+                        overfitting_epoch: overfitting.map(|v| v as usize),
+                    }
+                },
+            )
+            .collect())
+    }
+
+    pub async fn trial_model(&self, id: Uuid, trial: usize) -> Result<Vec<u8>> {
+        sqlx::query_scalar::<_, Option<Vec<u8>>>(
+            "SELECT model FROM job_trials WHERE job_id = ? AND trial = ?",
+        )
+        .bind(id.to_string())
+        .bind(trial as i64)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten()
+        .ok_or_else(|| StoreError::Corrupt(format!("job {id} has no model for trial {trial}")))
+    }
+
+    /// Ends a job as failed or cancelled.
+    pub async fn finish_job(&self, id: Uuid, status: JobStatus, error: Option<&str>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?")
+            .bind(status.as_str())
+            .bind(error)
+            .bind(Utc::now())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        end_training(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn delete_checkpoint(tx: &mut Transaction<'static, Sqlite>, id: Uuid) -> Result<()> {
+    sqlx::query("DELETE FROM job_checkpoints WHERE job_id = ?")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Drops what only an unfinished job needs: its checkpoint and its trials' model copies.
+pub(super) async fn end_training(tx: &mut Transaction<'static, Sqlite>, id: Uuid) -> Result<()> {
+    delete_checkpoint(tx, id).await?;
+    sqlx::query("UPDATE job_trials SET model = NULL WHERE job_id = ?")
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

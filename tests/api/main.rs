@@ -1,0 +1,7 @@
+//! End-to-end tests: the real service over real HTTP on a random port, each test with its own
+//! SQLite file. One binary with modules keeps linking fast.
+
+mod datasets;
+mod health;
+mod helpers;
+mod openapi;
