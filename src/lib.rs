@@ -1,0 +1,3 @@
+//! nnserve: trains Keras-style dense neural networks and serves their predictions.
+
+pub mod nn;
