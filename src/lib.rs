@@ -6,5 +6,11 @@ pub mod config;
 pub mod http;
 /// Parsing uploaded CSV/JSON into stored f32 row chunks.
 pub mod ingest;
+/// The training scheduler: persisted FIFO queue, bounded pool of blocking threads.
+pub mod jobs;
+/// Trained models cached in memory for serving.
+pub mod models;
+/// The numerical core: Keras-style dense networks (no I/O, no async).
+pub mod nn;
 /// The SQLite repository: all SQL lives here.
 pub mod store;

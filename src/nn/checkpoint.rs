@@ -1,0 +1,200 @@
+//! The full training state between two epochs, and its bytes.
+//!
+//! A checkpoint is a safetensors file: the current weights (`model.*`), the
+//! early-stopping snapshot (`best.*`), the optimizer moments (`moments.{i}`), and in
+//! the metadata the spec and a JSON `progress` record (epoch, iteration count, learning
+//! rate, RNG states, callback states, history). Floats in `progress` are stored as
+//! their bits so that resuming is bit-identical.
+
+use std::collections::{BTreeMap, HashMap};
+
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+
+use super::callbacks::{EarlyStoppingState, ReduceLrState};
+use super::io::{read_f32, TensorList};
+use super::model::Model;
+use super::network::Network;
+use super::record::EpochRecord;
+use super::rng::Rng;
+
+const FORMAT: &str = "nnserve.checkpoint";
+const VERSION: &str = "1";
+
+/// Everything needed to continue training exactly where it stopped.
+#[derive(Clone, Debug)]
+pub struct TrainingState {
+    pub(crate) model: Model,
+    pub(crate) moments: Vec<Vec<f32>>,
+    pub(crate) best_weights: Option<Network>,
+    pub(crate) progress: Progress,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub(crate) struct Progress {
+    /// Finished epochs.
+    pub epoch: usize,
+    /// Optimizer steps taken (Adam's bias correction counts them).
+    pub iterations: u64,
+    pub learning_rate_bits: u32,
+    pub shuffle_rng: Rng,
+    pub dropout_rng: Rng,
+    pub early_stopping: EarlyStoppingState,
+    pub reduce_lr: ReduceLrState,
+    /// Best epoch and its monitored value (bits).
+    pub best: Option<(usize, u64)>,
+    pub overfitting_epoch: Option<usize>,
+    pub stopped_early: bool,
+    pub batch_size: usize,
+    pub train_rows: usize,
+    pub validation_rows: usize,
+    pub history: Vec<StoredRecord>,
+}
+
+impl Progress {
+    pub fn learning_rate(&self) -> f32 {
+        f32::from_bits(self.learning_rate_bits)
+    }
+}
+
+/// An `EpochRecord` with its floats as bits.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub(crate) struct StoredRecord {
+    epoch: usize,
+    loss: u64,
+    val_loss: Option<u64>,
+    metrics: BTreeMap<String, u64>,
+    learning_rate: u64,
+    seconds: u64,
+    overfitting: bool,
+}
+
+impl StoredRecord {
+    pub fn mark_overfitting(&mut self) {
+        self.overfitting = true;
+    }
+}
+
+impl From<&EpochRecord> for StoredRecord {
+    fn from(r: &EpochRecord) -> Self {
+        StoredRecord {
+            epoch: r.epoch,
+            loss: r.loss.to_bits(),
+            val_loss: r.val_loss.map(f64::to_bits),
+            metrics: r
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_bits()))
+                .collect(),
+            learning_rate: r.learning_rate.to_bits(),
+            seconds: r.seconds.to_bits(),
+            overfitting: r.overfitting,
+        }
+    }
+}
+
+impl From<&StoredRecord> for EpochRecord {
+    fn from(r: &StoredRecord) -> Self {
+        EpochRecord {
+            epoch: r.epoch,
+            loss: f64::from_bits(r.loss),
+            val_loss: r.val_loss.map(f64::from_bits),
+            metrics: r
+                .metrics
+                .iter()
+                .map(|(k, v)| (k.clone(), f64::from_bits(*v)))
+                .collect(),
+            learning_rate: f64::from_bits(r.learning_rate),
+            seconds: f64::from_bits(r.seconds),
+            overfitting: r.overfitting,
+        }
+    }
+}
+
+impl TrainingState {
+    /// Finished epochs.
+    pub fn epoch(&self) -> usize {
+        self.progress.epoch
+    }
+
+    /// The epoch where overfitting began, once detected (it is detected a few epochs
+    /// later; see `overfitting_start`).
+    pub fn overfitting_epoch(&self) -> Option<usize> {
+        self.progress.overfitting_epoch
+    }
+
+    /// The current weights (before any restore of the best ones).
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    pub(crate) fn history(&self) -> Vec<EpochRecord> {
+        self.progress
+            .history
+            .iter()
+            .map(EpochRecord::from)
+            .collect()
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut list = TensorList::default();
+        self.model.push_tensors("model.", &mut list);
+        if let Some(best) = &self.best_weights {
+            Model::new(self.model.spec().clone(), best.clone()).push_tensors("best.", &mut list);
+        }
+        for (i, m) in self.moments.iter().enumerate() {
+            list.push(format!("moments.{i}"), vec![m.len()], m.iter().copied());
+        }
+        let mut meta = self.model.metadata();
+        meta.insert("format".to_owned(), FORMAT.to_owned());
+        meta.insert("version".to_owned(), VERSION.to_owned());
+        meta.insert("moments".to_owned(), self.moments.len().to_string());
+        meta.insert("best".to_owned(), self.best_weights.is_some().to_string());
+        meta.insert(
+            "progress".to_owned(),
+            serde_json::to_string(&self.progress).expect("progress serialises"),
+        );
+        list.serialize(meta)
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<TrainingState, String> {
+        let st = SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let meta: HashMap<String, String> = header.metadata().clone().unwrap_or_default();
+        let get = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| format!("metadata {key} is missing"))
+        };
+        if get("format")? != FORMAT || get("version")? != VERSION {
+            return Err(format!("not an {FORMAT} version {VERSION} file"));
+        }
+        let model = Model::read_tensors(&st, "model.", &meta)?;
+        let best_weights = match get("best")?.as_str() {
+            "true" => Some(Model::read_tensors(&st, "best.", &meta)?.net),
+            _ => None,
+        };
+        let count: usize = get("moments")?
+            .parse()
+            .map_err(|_| "bad moment count".to_owned())?;
+        let moments = (0..count)
+            .map(|i| {
+                let name = format!("moments.{i}");
+                let len = st
+                    .tensor(&name)
+                    .map_err(|_| format!("{name} is missing"))?
+                    .shape()
+                    .iter()
+                    .product::<usize>();
+                read_f32(&st, &name, &[len])
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let progress =
+            serde_json::from_str(get("progress")?).map_err(|e| format!("progress: {e}"))?;
+        Ok(TrainingState {
+            model,
+            moments,
+            best_weights,
+            progress,
+        })
+    }
+}

@@ -1,0 +1,149 @@
+//! Fully connected layer: `a = f(x·W + b)`, kernel `W` stored as [in, out].
+//!
+//! [in, out] (Keras' own layout) makes the forward product a plain row-major GEMM;
+//! the two backward products use transposed views, which `matmul` handles by strides.
+
+use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+
+use crate::nn::matmul::matmul;
+use crate::nn::rng::Rng;
+use crate::nn::spec::{Activation, DenseSpec, Initializer};
+
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Dense {
+    pub kernel: Array2<f32>,
+    pub bias: Option<Array1<f32>>,
+    pub activation: Activation,
+    pub l1: f32,
+    pub l2: f32,
+}
+
+/// Keras' truncated normal: drawn within ±2σ, with σ corrected for the truncation.
+const TRUNCATION_STD: f64 = 0.879_625_661_034_239_8;
+
+fn initial_kernel(init: Initializer, fan_in: usize, fan_out: usize, rng: &mut Rng) -> Array2<f32> {
+    let (fi, fo) = (fan_in as f64, fan_out as f64);
+    let uniform = |limit: f64, rng: &mut Rng| ((rng.uniform() * 2.0 - 1.0) * limit) as f32;
+    let truncated = |std: f64, rng: &mut Rng| loop {
+        let v = rng.normal();
+        if v.abs() <= 2.0 {
+            return (v * std / TRUNCATION_STD) as f32;
+        }
+    };
+    let mut draw: Box<dyn FnMut() -> f32 + '_> = match init {
+        Initializer::GlorotUniform => Box::new(move || uniform((6.0 / (fi + fo)).sqrt(), rng)),
+        Initializer::HeUniform => Box::new(move || uniform((6.0 / fi).sqrt(), rng)),
+        Initializer::GlorotNormal => Box::new(move || truncated((2.0 / (fi + fo)).sqrt(), rng)),
+        Initializer::HeNormal => Box::new(move || truncated((2.0 / fi).sqrt(), rng)),
+        Initializer::LecunNormal => Box::new(move || truncated((1.0 / fi).sqrt(), rng)),
+        Initializer::Zeros => Box::new(|| 0.0),
+    };
+    Array2::from_shape_fn((fan_in, fan_out), |_| draw())
+}
+
+impl Dense {
+    pub fn new(inputs: usize, spec: &DenseSpec, rng: &mut Rng) -> Dense {
+        let reg = spec.kernel_regularizer.unwrap_or_default();
+        Dense {
+            kernel: initial_kernel(spec.kernel_initializer, inputs, spec.units, rng),
+            bias: spec.use_bias.then(|| Array1::zeros(spec.units)),
+            activation: spec.activation,
+            l1: reg.l1 as f32,
+            l2: reg.l2 as f32,
+        }
+    }
+
+    pub fn units(&self) -> usize {
+        self.kernel.ncols()
+    }
+
+    pub fn params(&self) -> usize {
+        self.kernel.len() + self.bias.as_ref().map_or(0, |b| b.len())
+    }
+
+    /// `z = x·W + b`, `a = f(z)`; bias and activation in one pass per row.
+    pub fn forward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        mut z: ArrayViewMut2<'_, f32>,
+        mut a: ArrayViewMut2<'_, f32>,
+        threads: usize,
+    ) {
+        matmul(z.view_mut(), x, self.kernel.view(), false, threads); // [rows, out]
+        for (mut zr, mut ar) in z.rows_mut().into_iter().zip(a.rows_mut()) {
+            let zr = zr.as_slice_mut().expect("contiguous rows");
+            if let Some(b) = &self.bias {
+                for (v, &b) in zr.iter_mut().zip(b) {
+                    *v += b;
+                }
+            }
+            self.activation
+                .forward(zr, ar.as_slice_mut().expect("contiguous rows"));
+        }
+    }
+
+    /// Given `d` = ∂L/∂a (or ∂L/∂z already when `d_is_dz`), writes the kernel and bias
+    /// gradients and, if asked, ∂L/∂x.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        z: ArrayView2<'_, f32>,
+        a: ArrayView2<'_, f32>,
+        mut d: ArrayViewMut2<'_, f32>,
+        d_is_dz: bool,
+        grads: &mut DenseGrads,
+        dx: Option<ArrayViewMut2<'_, f32>>,
+        threads: usize,
+    ) {
+        if !d_is_dz && self.activation != Activation::Linear {
+            for ((zr, ar), mut dr) in z.rows().into_iter().zip(a.rows()).zip(d.rows_mut()) {
+                let (zr, ar) = (zr.as_slice().unwrap(), ar.as_slice().unwrap());
+                self.activation.backward(zr, ar, dr.as_slice_mut().unwrap());
+            }
+        }
+        matmul(grads.kernel.view_mut(), x.t(), d.view(), false, threads); // [in, out]
+        if let Some(db) = &mut grads.bias {
+            db.fill(0.0);
+            for dr in d.rows() {
+                for (s, &g) in db.iter_mut().zip(dr) {
+                    *s += g;
+                }
+            }
+        }
+        if let Some(dx) = dx {
+            matmul(dx, d.view(), self.kernel.t(), false, threads); // [rows, in]
+        }
+    }
+
+    /// The regularization term `l1·Σ|w| + l2·Σw²` of the kernel.
+    pub fn penalty(&self) -> f64 {
+        if self.l1 == 0.0 && self.l2 == 0.0 {
+            return 0.0;
+        }
+        let (l1, l2) = (f64::from(self.l1), f64::from(self.l2));
+        self.kernel
+            .iter()
+            .map(|&w| l1 * f64::from(w).abs() + l2 * f64::from(w) * f64::from(w))
+            .sum()
+    }
+}
+
+/// Gradient buffers shaped like one dense layer's parameters.
+#[derive(Clone, Debug)]
+pub(crate) struct DenseGrads {
+    pub kernel: Array2<f32>,
+    pub bias: Option<Array1<f32>>,
+}
+
+impl DenseGrads {
+    pub fn for_layer(layer: &Dense) -> DenseGrads {
+        DenseGrads {
+            kernel: Array2::zeros(layer.kernel.raw_dim()),
+            bias: layer
+                .bias
+                .as_ref()
+                .map(|b| Array1::zeros(b.len_of(Axis(0)))),
+        }
+    }
+}

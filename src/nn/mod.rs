@@ -1,0 +1,46 @@
+//! The numerical core: Keras-style dense networks, trained and evaluated in pure Rust.
+//! No I/O, no async; the service uses only what is re-exported here
+//! (the contract is `docs/engine-api.md`).
+
+mod activation;
+mod batch;
+mod callbacks;
+mod checkpoint;
+mod data;
+mod error;
+mod io;
+mod layers;
+mod loss;
+mod matmul;
+mod metrics;
+mod model;
+mod network;
+mod optim;
+mod optim_spec;
+mod record;
+mod rng;
+mod spec;
+mod split;
+mod summary;
+mod train;
+mod validate;
+mod validate_model;
+
+pub use callbacks::{overfitting_start, DEFAULT_OVERFITTING_WINDOW};
+pub use checkpoint::TrainingState;
+pub use data::{DataShape, Samples};
+pub use error::{ModelError, SpecError, TrainError};
+pub use model::{Evaluation, Model, Task};
+pub use record::EpochRecord;
+pub use spec::{
+    Activation, AdamSpec, AdamWSpec, BatchSize, DenseSpec, DropoutSpec, EarlyStoppingSpec,
+    Initializer, InputSpec, LayerSpec, LossKind, MetricKind, ModeSpec, ModelSpec,
+    NormalizationSpec, OptimizerSpec, ReduceLrSpec, RegularizerSpec, RmsPropSpec, SgdSpec,
+    TrainingSpec,
+};
+pub use summary::{LayerSummary, ModelSummary};
+pub use train::{fit, resume, FitObserver, FitOptions, FitOutcome};
+pub use validate::{Mode, ValidSpec};
+
+#[cfg(test)]
+mod gradcheck;

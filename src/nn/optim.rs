@@ -1,0 +1,203 @@
+//! Optimizers with Keras 3's exact update rules (including where epsilon goes).
+//!
+//! Optimizers hold only hyper-parameters; the moment buffers live with the trainer,
+//! so the whole training state is plain data that a checkpoint can store.
+//! Each update is one pass over a parameter buffer, with the L1/L2 gradient fused in.
+
+use super::spec::OptimizerSpec;
+
+/// The per-step inputs: learning rate and the 1-based iteration count.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Step {
+    pub lr: f32,
+    pub iteration: u64,
+}
+
+/// Kernel regularization, whose gradient `l1·sign(w) + 2·l2·w` joins the loss gradient.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Reg {
+    pub l1: f32,
+    pub l2: f32,
+}
+
+impl Reg {
+    #[inline]
+    fn grad(self, w: f32) -> f32 {
+        let sign = if w > 0.0 {
+            1.0
+        } else if w < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        self.l1 * sign + 2.0 * self.l2 * w
+    }
+}
+
+pub(crate) trait Optimizer: Send + Sync {
+    /// Moment buffers kept per parameter buffer.
+    fn moments(&self) -> usize;
+    /// Update one parameter buffer in place from its gradient (one pass).
+    fn update(
+        &self,
+        step: Step,
+        param: &mut [f32],
+        grad: &[f32],
+        reg: Reg,
+        moments: &mut [Vec<f32>],
+    );
+}
+
+pub(crate) fn build(spec: &OptimizerSpec) -> Box<dyn Optimizer> {
+    match spec {
+        OptimizerSpec::Sgd(s) => Box::new(Sgd {
+            momentum: s.momentum as f32,
+            nesterov: s.nesterov,
+        }),
+        OptimizerSpec::Adam(s) => Box::new(Adam {
+            beta_1: s.beta_1,
+            beta_2: s.beta_2,
+            epsilon: s.epsilon as f32,
+            weight_decay: 0.0,
+        }),
+        OptimizerSpec::AdamW(s) => Box::new(Adam {
+            beta_1: s.beta_1,
+            beta_2: s.beta_2,
+            epsilon: s.epsilon as f32,
+            weight_decay: s.weight_decay as f32,
+        }),
+        OptimizerSpec::RmsProp(s) => Box::new(RmsProp {
+            rho: s.rho as f32,
+            momentum: s.momentum as f32,
+            epsilon: s.epsilon as f32,
+            centered: s.centered,
+        }),
+    }
+}
+
+struct Sgd {
+    momentum: f32,
+    nesterov: bool,
+}
+
+impl Optimizer for Sgd {
+    fn moments(&self) -> usize {
+        usize::from(self.momentum != 0.0)
+    }
+
+    fn update(
+        &self,
+        step: Step,
+        param: &mut [f32],
+        grad: &[f32],
+        reg: Reg,
+        moments: &mut [Vec<f32>],
+    ) {
+        let lr = step.lr;
+        if self.momentum == 0.0 {
+            for (w, &g) in param.iter_mut().zip(grad) {
+                *w -= lr * (g + reg.grad(*w));
+            }
+            return;
+        }
+        let mu = self.momentum;
+        for ((w, &g), m) in param.iter_mut().zip(grad).zip(moments[0].iter_mut()) {
+            let g = g + reg.grad(*w);
+            *m = -g * lr + *m * mu;
+            *w += if self.nesterov { -g * lr + *m * mu } else { *m };
+        }
+    }
+}
+
+/// Adam, and AdamW when `weight_decay` > 0 (Keras applies `w -= w·wd·lr` first).
+struct Adam {
+    beta_1: f64,
+    beta_2: f64,
+    epsilon: f32,
+    weight_decay: f32,
+}
+
+impl Optimizer for Adam {
+    fn moments(&self) -> usize {
+        2
+    }
+
+    fn update(
+        &self,
+        step: Step,
+        param: &mut [f32],
+        grad: &[f32],
+        reg: Reg,
+        moments: &mut [Vec<f32>],
+    ) {
+        let t = step.iteration as i32;
+        let alpha = (f64::from(step.lr) * (1.0 - self.beta_2.powi(t)).sqrt()
+            / (1.0 - self.beta_1.powi(t))) as f32;
+        let (b1, b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);
+        let decay = self.weight_decay * step.lr;
+        let (m, v) = moments.split_at_mut(1);
+        let it = param
+            .iter_mut()
+            .zip(grad)
+            .zip(m[0].iter_mut())
+            .zip(v[0].iter_mut());
+        for (((w, &g), m), v) in it {
+            let g = g + reg.grad(*w);
+            *w -= *w * decay;
+            *m += (g - *m) * b1;
+            *v += (g * g - *v) * b2;
+            *w -= *m * alpha / (v.sqrt() + self.epsilon);
+        }
+    }
+}
+
+struct RmsProp {
+    rho: f32,
+    momentum: f32,
+    epsilon: f32,
+    centered: bool,
+}
+
+impl Optimizer for RmsProp {
+    fn moments(&self) -> usize {
+        1 + usize::from(self.centered) + usize::from(self.momentum > 0.0)
+    }
+
+    fn update(
+        &self,
+        step: Step,
+        param: &mut [f32],
+        grad: &[f32],
+        reg: Reg,
+        moments: &mut [Vec<f32>],
+    ) {
+        let (rho, eps, lr) = (self.rho, self.epsilon, step.lr);
+        let (velocity, rest) = moments.split_first_mut().expect("velocity buffer");
+        let (average, rest) = if self.centered {
+            let (a, r) = rest.split_first_mut().expect("average buffer");
+            (Some(a), r)
+        } else {
+            (None, rest)
+        };
+        let (mut average, mut momentum) = (average, rest.first_mut());
+        for i in 0..param.len() {
+            let g = grad[i] + reg.grad(param[i]);
+            velocity[i] = rho * velocity[i] + (1.0 - rho) * g * g;
+            let denominator = match average.as_deref_mut() {
+                Some(avg) => {
+                    avg[i] = rho * avg[i] + (1.0 - rho) * g;
+                    velocity[i] - avg[i] * avg[i] + eps
+                }
+                None => velocity[i] + eps,
+            };
+            let increment = lr * g / denominator.sqrt();
+            match momentum.as_deref_mut() {
+                Some(mom) => {
+                    mom[i] = self.momentum * mom[i] + increment;
+                    param[i] -= mom[i];
+                }
+                None => param[i] -= increment,
+            }
+        }
+    }
+}
