@@ -4,6 +4,8 @@ use tracing_subscriber::EnvFilter;
 
 use nnserve::config::{Command, Config};
 use nnserve::http::{self, AppState};
+use nnserve::jobs::Scheduler;
+use nnserve::models::ModelCache;
 use nnserve::store::Store;
 
 #[tokio::main]
@@ -27,11 +29,18 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, database = %config.database_url, "listening");
+    let models = ModelCache::default();
+    let (workers, threads) = (config.worker_count(), config.threads_per_job());
+    let scheduler = Scheduler::start(store.clone(), models.clone(), workers, threads).await?;
     let state = AppState {
         store: store.clone(),
         config: config.into(),
+        scheduler: scheduler.clone(),
+        models,
     };
     http::serve(listener, state, shutdown_signal()).await?;
+    // Running jobs stop within a batch and go back to the queue with their checkpoints.
+    scheduler.shutdown().await;
     store.close().await;
     Ok(())
 }

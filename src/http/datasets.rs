@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::error::{Error, Problem, Result};
 use super::extract::{Json, Path, Query};
 use super::page::{Page, PageQuery};
-use super::AppState;
+use super::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonDataset};
 use crate::store::Dataset;
 
@@ -127,12 +127,6 @@ async fn upload_dataset(
     let location = format!("/datasets/{}", dataset.id);
     response_headers.insert(header::LOCATION, location.parse().expect("ASCII URL"));
     Ok((StatusCode::CREATED, response_headers, Json(dataset.into())))
-}
-
-fn media_type(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-    let essence = value.split(';').next().unwrap_or_default();
-    Some(essence.trim().to_ascii_lowercase())
 }
 
 /// List datasets, newest first.

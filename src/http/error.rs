@@ -7,6 +7,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::ingest::IngestError;
+use crate::jobs::CancelError;
+use crate::models::LoadError;
+use crate::nn::{ModelError, SpecError};
 use crate::store::StoreError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -33,6 +36,14 @@ pub enum Error {
     Ingest(#[from] IngestError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Cancel(#[from] CancelError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
     #[error("{0}")]
     Internal(String),
 }
@@ -63,8 +74,15 @@ impl Error {
                 IngestError::Aborted => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
-            Self::Store(err) => store_status(err),
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Store(err)
+            | Self::Load(LoadError::Store(err))
+            | Self::Cancel(CancelError::Store(err)) => store_status(err),
+            Self::Spec(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Cancel(CancelError::Finished { .. }) => StatusCode::CONFLICT,
+            Self::Model(ModelError::Corrupt(_))
+            | Self::Load(LoadError::Model { .. })
+            | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Model(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

@@ -4,12 +4,16 @@ mod datasets;
 pub mod error;
 mod extract;
 mod health;
+mod instances;
+mod jobs;
+mod loss_curve;
+mod models;
 mod page;
 
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -18,6 +22,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
+use crate::jobs::Scheduler;
+use crate::models::ModelCache;
 use crate::store::Store;
 
 /// Shared by every handler; each field is cheap to clone.
@@ -25,6 +31,8 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub config: Arc<Config>,
+    pub scheduler: Scheduler,
+    pub models: ModelCache,
 }
 
 #[derive(OpenApi)]
@@ -36,6 +44,8 @@ pub struct AppState {
     ),
     tags(
         (name = "datasets", description = "Upload and manage training data"),
+        (name = "jobs", description = "Train networks and follow their progress"),
+        (name = "models", description = "Trained models: predict and evaluate"),
         (name = "service", description = "Health and the API document"),
     )
 )]
@@ -45,6 +55,15 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
         .merge(datasets::router())
+        .merge(jobs::router())
+        .merge(models::router())
+}
+
+/// The media type of a request body, without parameters, lower-case.
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next().unwrap_or_default();
+    Some(essence.trim().to_ascii_lowercase())
 }
 
 /// The OpenAPI document of every endpoint, as committed in `openapi/openapi.json`.

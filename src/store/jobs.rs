@@ -279,7 +279,15 @@ impl Store {
     }
 
     /// Stores a finished epoch, its checkpoint and the job's progress in one transaction.
-    pub async fn record_epoch(&self, id: Uuid, row: &EpochRow, checkpoint: &[u8]) -> Result<()> {
+    /// `overfitting` flags an earlier epoch of the trial: overfitting is only recognised a
+    /// few epochs after it began, when that epoch's row is already stored.
+    pub async fn record_epoch(
+        &self,
+        id: Uuid,
+        row: &EpochRow,
+        checkpoint: &[u8],
+        overfitting: Option<usize>,
+    ) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO job_epochs (job_id, trial, epoch, batch_size, record) VALUES (?, ?, ?, ?, ?)",
@@ -306,6 +314,17 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        if let Some(epoch) = overfitting {
+            sqlx::query(
+                "UPDATE job_epochs SET record = json_set(record, '$.overfitting', json('true')) \
+                 WHERE job_id = ? AND trial = ? AND epoch = ?",
+            )
+            .bind(id.to_string())
+            .bind(row.trial as i64)
+            .bind(epoch as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use nnserve::config::Config;
 use nnserve::http::{self, AppState};
+use nnserve::jobs::Scheduler;
+use nnserve::models::ModelCache;
 use nnserve::store::Store;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
@@ -20,6 +22,7 @@ pub struct TestApp {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     store: Store,
+    scheduler: Scheduler,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -51,9 +54,16 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
         .await
         .expect("bind");
     let address = format!("http://{}", listener.local_addr().unwrap());
+    let models = ModelCache::default();
+    let (workers, threads) = (config.worker_count(), config.threads_per_job());
+    let scheduler = Scheduler::start(store.clone(), models.clone(), workers, threads)
+        .await
+        .expect("scheduler");
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
+        scheduler: scheduler.clone(),
+        models,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -71,6 +81,7 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
         stop: Some(stop),
         server: Some(server),
         store,
+        scheduler,
     }
 }
 
@@ -80,9 +91,17 @@ impl TestApp {
     }
 
     /// Stops this server and starts a new one on the same database file.
-    pub async fn restart(mut self, options: Options) -> TestApp {
+    pub async fn restart(self, options: Options) -> TestApp {
+        self.stop().await.start(options).await
+    }
+
+    /// Stops the server gracefully: running jobs go back to the queue.
+    pub async fn stop(mut self) -> StoppedApp {
         self.shutdown().await;
-        start(self.dir.clone(), options).await
+        StoppedApp {
+            dir: self.dir.clone(),
+            db_path: self.db_path.clone(),
+        }
     }
 
     async fn shutdown(&mut self) {
@@ -92,6 +111,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server stops");
         }
+        self.scheduler.shutdown().await;
         self.store.close().await;
     }
 
@@ -178,4 +198,148 @@ pub async fn assert_problem(response: Response, status: StatusCode, needles: &[&
         );
     }
     body
+}
+
+/// Deterministic pseudo-random numbers in [-1, 1) (xorshift64*), so test data needs no crate.
+pub struct Lcg(u64);
+
+impl Lcg {
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    pub fn next(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let bits = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11;
+        bits as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    }
+}
+
+/// Rows of four features with label `x0 + 2·x1 − x2 > 0` (x3 is noise the net must ignore).
+pub fn linear_rows(rows: usize, seed: u64) -> Vec<([f64; 4], u8)> {
+    let mut rng = Lcg::new(seed);
+    (0..rows)
+        .map(|_| {
+            // Rounded as the CSV writes them, so JSON and CSV carry the same numbers.
+            let mut value = || (rng.next() * 1e5).round() / 1e5;
+            let x = [value(), value(), value(), value()];
+            (x, u8::from(x[0] + 2.0 * x[1] - x[2] > 0.0))
+        })
+        .collect()
+}
+
+pub fn to_csv(rows: &[([f64; 4], u8)]) -> String {
+    let mut csv = String::from("x0,x1,x2,x3,label\n");
+    for (x, label) in rows {
+        csv.push_str(&format!(
+            "{:.5},{:.5},{:.5},{:.5},{label}\n",
+            x[0], x[1], x[2], x[3]
+        ));
+    }
+    csv
+}
+
+/// The lesson's network for the linear rule: two hidden layers and dropout.
+pub fn binary_spec(dataset_id: &str, epochs: usize) -> Value {
+    serde_json::json!({
+        "dataset_id": dataset_id,
+        "model": {"layers": [
+            {"type": "normalization"},
+            {"type": "dense", "units": 16, "activation": "relu"},
+            {"type": "dropout", "rate": 0.1},
+            {"type": "dense", "units": 8, "activation": "tanh"},
+            {"type": "dense", "units": 1, "activation": "sigmoid"}]},
+        "loss": "binary_crossentropy",
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "metrics": ["accuracy"],
+        "epochs": epochs,
+        "batch_size": 32,
+        "validation_split": 0.2,
+        "seed": 3
+    })
+}
+
+impl TestApp {
+    /// Submits a job that must be accepted; returns its id.
+    pub async fn submit(&self, spec: &Value) -> String {
+        let response = self.post_json("/jobs", spec).await;
+        let status = response.status();
+        let location = response.headers().get("location").cloned();
+        let body: Value = response.json().await.expect("JSON body");
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        let id = body["id"].as_str().unwrap().to_owned();
+        assert_eq!(location.unwrap().to_str().unwrap(), format!("/jobs/{id}"));
+        assert_eq!(body["status"], "queued");
+        id
+    }
+
+    /// Polls the job until `done` accepts it (at most a minute).
+    pub async fn wait_job(&self, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let job = self.get_json(&format!("/jobs/{id}")).await;
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job never got there: {job}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn wait_finished(&self, id: &str) -> Value {
+        self.wait_job(id, |job| {
+            !matches!(job["status"].as_str(), Some("queued" | "running"))
+        })
+        .await
+    }
+
+    /// Uploads the linear-rule dataset and returns its id.
+    pub async fn linear_dataset(&self, rows: usize, seed: u64) -> String {
+        let created = self
+            .upload(to_csv(&linear_rows(rows, seed)), "?name=linear")
+            .await;
+        created["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The database of a stopped server, to be started again.
+pub struct StoppedApp {
+    dir: Arc<TempDir>,
+    db_path: PathBuf,
+}
+
+impl StoppedApp {
+    pub async fn start(self, options: Options) -> TestApp {
+        start(self.dir, options).await
+    }
+
+    /// A job's status and finished epochs, read from the database file.
+    pub async fn job_progress(&self, id: &str) -> (String, i64) {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.db_path);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("open db");
+        let row = sqlx::query_as("SELECT status, epochs_done FROM jobs WHERE id = ?")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .expect("job row");
+        pool.close().await;
+        row
+    }
+
+    /// Runs a statement on the database file directly (to simulate a crash's leftovers).
+    pub async fn execute_sql(&self, sql: &str) {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.db_path);
+        let pool = sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("open db");
+        sqlx::query(sql).execute(&pool).await.expect("statement");
+        pool.close().await;
+    }
 }

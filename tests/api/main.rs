@@ -4,4 +4,9 @@
 mod datasets;
 mod health;
 mod helpers;
+mod jobs;
+mod journey;
+mod models;
 mod openapi;
+mod restart;
+mod scheduling;

@@ -1,0 +1,347 @@
+//! `/jobs`: submit training, follow it, cancel it.
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::openapi::schema::{AllOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+use utoipa::openapi::{Ref, RefOr, Schema};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::error::{Error, Problem, Result};
+use super::extract::{Json, Path, Query};
+use super::page::{Page, PageQuery};
+use super::AppState;
+use crate::jobs::{self, Cancellation};
+use crate::nn::{EpochRecord, TrainingSpec};
+use crate::store::{EpochRow, Job, JobStatus, StoreError};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_job, list_jobs))
+        .routes(routes!(get_job))
+        .routes(routes!(job_metrics))
+        .routes(routes!(cancel_job))
+        .routes(routes!(super::loss_curve::loss_curve))
+}
+
+/// The body of `POST /jobs`: `dataset_id` beside the engine's training spec (Keras names).
+pub struct JobRequest;
+
+impl PartialSchema for JobRequest {
+    fn schema() -> RefOr<Schema> {
+        let dataset_id = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .description(Some(
+                "The dataset to train on; its feature count is the input width.",
+            ));
+        let id = ObjectBuilder::new()
+            .property("dataset_id", dataset_id)
+            .required("dataset_id");
+        AllOfBuilder::new()
+            .item(id)
+            .item(Ref::from_schema_name("TrainingSpec"))
+            .into()
+    }
+}
+
+impl ToSchema for JobRequest {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push(("TrainingSpec".into(), TrainingSpec::schema()));
+        TrainingSpec::schemas(schemas);
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct JobView {
+    pub id: Uuid,
+    pub dataset_id: Uuid,
+    pub status: JobStatus,
+    /// Finished epochs, over all trials.
+    pub epoch: usize,
+    /// Epochs to run over all trials (early stopping may end a trial sooner).
+    pub epochs: usize,
+    /// One trial per batch size; the best trial's model is kept.
+    pub batch_sizes: Vec<usize>,
+    /// The quantity that picks the best epoch and trial, e.g. "val_loss".
+    pub monitor: String,
+    /// "min" or "max": which direction of `monitor` is better.
+    pub monitor_mode: String,
+    pub best_batch_size: Option<usize>,
+    pub best_epoch: Option<usize>,
+    /// `monitor` at the best epoch of the best trial.
+    pub best_value: Option<f64>,
+    pub stopped_early: Option<bool>,
+    pub overfitting_epoch: Option<usize>,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// The trained model, once the job succeeded.
+    pub model_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The spec with every default filled in.
+    #[schema(value_type = TrainingSpec)]
+    pub spec: Value,
+}
+
+impl From<Job> for JobView {
+    fn from(job: Job) -> Self {
+        Self {
+            id: job.id,
+            dataset_id: job.dataset_id,
+            status: job.status,
+            epoch: job.epochs_done,
+            epochs: job.epochs * job.batch_sizes.len(),
+            best_batch_size: job.best_trial.and_then(|t| job.batch_sizes.get(t).copied()),
+            batch_sizes: job.batch_sizes,
+            monitor: job.monitor,
+            monitor_mode: if job.maximize { "max" } else { "min" }.into(),
+            best_epoch: job.best_epoch,
+            best_value: job.best_value,
+            stopped_early: job.stopped_early,
+            overfitting_epoch: job.overfitting_epoch,
+            error: job.error,
+            model_id: job.model_id,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            finished_at: job.finished_at,
+            spec: job.spec,
+        }
+    }
+}
+
+fn created(job: Job) -> (StatusCode, HeaderMap, Json<JobView>) {
+    let mut headers = HeaderMap::new();
+    let location = format!("/jobs/{}", job.id);
+    headers.insert(header::LOCATION, location.parse().expect("ASCII URL"));
+    (StatusCode::ACCEPTED, headers, Json(job.into()))
+}
+
+/// Queue a training job.
+///
+/// The spec is validated against the dataset before anything is queued; the job then runs
+/// when a worker is free (FIFO). A list `batch_size` trains one trial per size and keeps
+/// the model of the trial with the best monitored value.
+#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = JobRequest,
+    responses(
+        (status = 202, description = "Queued", body = JobView,
+            headers(("Location" = String, description = "The job's URL"))),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid spec, or no such dataset; the detail names the field",
+            body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn create_job(
+    State(state): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<(StatusCode, HeaderMap, Json<JobView>)> {
+    let Value::Object(mut fields) = body else {
+        return Err(Error::Unprocessable(
+            "the body must be a JSON object".into(),
+        ));
+    };
+    let dataset_id = fields
+        .remove("dataset_id")
+        .ok_or_else(|| Error::Unprocessable("dataset_id is required".into()))?;
+    let dataset_id: Uuid = serde_json::from_value(dataset_id.clone()).map_err(|_| {
+        Error::Unprocessable(format!(
+            "dataset_id must be a dataset's UUID, got {dataset_id}"
+        ))
+    })?;
+    let spec = TrainingSpec::from_json(&Value::Object(fields).to_string())?;
+    let dataset = match state.store.dataset(dataset_id).await {
+        Err(StoreError::NotFound { .. }) => {
+            return Err(Error::Unprocessable(format!(
+                "dataset_id: dataset {dataset_id} not found"
+            )))
+        }
+        other => other?,
+    };
+    let valid = spec.validate(&jobs::data_shape(&dataset))?;
+    let train_rows = (dataset.rows as f64 * (1.0 - spec.validation_split)).floor() as usize;
+    if train_rows == 0 || (spec.validation_split > 0.0 && train_rows == dataset.rows) {
+        return Err(Error::Unprocessable(format!(
+            "validation_split {} leaves {train_rows} training and {} validation rows of the dataset's {}",
+            spec.validation_split,
+            dataset.rows - train_rows,
+            dataset.rows
+        )));
+    }
+    let normalized =
+        serde_json::to_value(valid.spec()).map_err(|e| Error::Internal(e.to_string()))?;
+    let job = state.scheduler.submit(&dataset, &valid, normalized).await?;
+    Ok(created(job))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    /// Only jobs with this status.
+    pub status: Option<JobStatus>,
+    /// Items per page, 1 to 500 (default 50).
+    pub limit: Option<u32>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// List jobs, newest first.
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(JobsQuery),
+    responses(
+        (status = 200, description = "A page of jobs", body = Page<JobView>),
+        (status = 400, description = "Unknown status or parameter", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+async fn list_jobs(
+    State(state): State<AppState>,
+    Query(query): Query<JobsQuery>,
+) -> Result<Json<Page<JobView>>> {
+    let page = PageQuery {
+        limit: query.limit,
+        offset: query.offset,
+    };
+    let (jobs, total) = state
+        .store
+        .jobs(query.status, page.limit(), page.offset())
+        .await?;
+    Ok(Json(Page {
+        items: jobs.into_iter().map(JobView::from).collect(),
+        total,
+        limit: page.limit(),
+        offset: page.offset(),
+    }))
+}
+
+/// Show a job: status, progress, best epoch, error or model.
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn get_job(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<JobView>> {
+    Ok(Json(state.store.job(id).await?.into()))
+}
+
+/// Which trial an epoch belongs to (only for jobs with several batch sizes).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TrialTag {
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EpochView {
+    #[serde(flatten)]
+    pub record: EpochRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trial: Option<TrialTag>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricsView {
+    pub job_id: Uuid,
+    pub status: JobStatus,
+    /// Every finished epoch so far, trial by trial, in order.
+    pub epochs: Vec<EpochView>,
+    /// The best epoch so far (of the best trial so far).
+    pub best_epoch: Option<usize>,
+    pub best_batch_size: Option<usize>,
+    /// The epoch where validation loss started rising while training loss kept falling.
+    pub overfitting_epoch: Option<usize>,
+}
+
+/// Per-epoch metrics, readable while the job trains.
+#[utoipa::path(get, path = "/jobs/{id}/metrics", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "Finished epochs", body = MetricsView),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn job_metrics(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<MetricsView>> {
+    let job = state.store.job(id).await?;
+    let rows = state.store.epochs(id).await?;
+    Ok(Json(metrics(job, rows)?))
+}
+
+pub(super) fn records(rows: Vec<EpochRow>) -> Result<Vec<(EpochRow, EpochRecord)>> {
+    rows.into_iter()
+        .map(|mut row| {
+            let record = serde_json::from_value(std::mem::take(&mut row.record))
+                .map_err(|e| Error::Internal(format!("stored epoch record: {e}")))?;
+            Ok((row, record))
+        })
+        .collect()
+}
+
+fn metrics(job: Job, rows: Vec<EpochRow>) -> Result<MetricsView> {
+    let records = records(rows)?;
+    let several = job.batch_sizes.len() > 1;
+    // While training, the best epoch so far by the job's monitor (earliest on ties).
+    let mut best: Option<(&EpochRow, f64)> = None;
+    for (row, record) in &records {
+        if let Some(value) = record.get(&job.monitor) {
+            let better = best.is_none_or(|(_, b)| if job.maximize { value > b } else { value < b });
+            if better {
+                best = Some((row, value));
+            }
+        }
+    }
+    let (best_epoch, best_batch_size) = match (job.best_epoch, job.best_trial) {
+        (Some(epoch), Some(trial)) => (Some(epoch), job.batch_sizes.get(trial).copied()),
+        _ => (
+            best.map(|(row, _)| row.epoch),
+            best.map(|(row, _)| row.batch_size),
+        ),
+    };
+    let overfitting_epoch = job.overfitting_epoch.or_else(|| {
+        let current = records.last().map(|(row, _)| row.trial);
+        records
+            .iter()
+            .find(|(row, record)| Some(row.trial) == current && record.overfitting)
+            .map(|(_, record)| record.epoch)
+    });
+    Ok(MetricsView {
+        job_id: job.id,
+        status: job.status,
+        epochs: records
+            .into_iter()
+            .map(|(row, record)| EpochView {
+                record,
+                trial: several.then_some(TrialTag {
+                    batch_size: row.batch_size,
+                }),
+            })
+            .collect(),
+        best_epoch,
+        best_batch_size: if several { best_batch_size } else { None },
+        overfitting_epoch,
+    })
+}
+
+/// Cancel a queued or running job; a running job stops within one batch and its finished
+/// epochs stay readable.
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job was queued and is now cancelled", body = JobView),
+        (status = 202, description = "The job is running and stops within one batch", body = JobView),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job already finished", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+async fn cancel_job(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<(StatusCode, Json<JobView>)> {
+    Ok(match state.scheduler.cancel(id).await? {
+        Cancellation::Done(job) => (StatusCode::OK, Json(job.into())),
+        Cancellation::Requested(job) => (StatusCode::ACCEPTED, Json(job.into())),
+    })
+}

@@ -1,0 +1,344 @@
+//! Running one job: load its dataset, train one trial per batch size on a blocking thread,
+//! store every epoch as it ends, keep the best trial's model.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use chrono::Utc;
+use ndarray::Array2;
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::Inner;
+use crate::models::ServedModel;
+use crate::nn::{
+    self, EpochRecord, FitObserver, FitOptions, FitOutcome, Model, ModelError, Samples, SpecError,
+    TrainError, TrainingSpec, TrainingState, ValidSpec,
+};
+use crate::store::{
+    Checkpoint, Dataset, EpochRow, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult,
+};
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("the stored spec no longer validates: {0}")]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Train(TrainError),
+    #[error("stopped")]
+    Stopped,
+    #[error("the trained model does not load back: {0}")]
+    Model(#[from] ModelError),
+    #[error("the training thread panicked: {0}")]
+    Panicked(String),
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl From<TrainError> for JobError {
+    fn from(err: TrainError) -> Self {
+        match err {
+            TrainError::Cancelled { .. } => Self::Stopped,
+            other => Self::Train(other),
+        }
+    }
+}
+
+/// Runs `job` to its end and records how it ended; `_slot` frees the worker slot on return.
+pub(super) async fn run(
+    inner: Arc<Inner>,
+    job: Job,
+    cancel: Arc<AtomicBool>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let id = job.id;
+    let span = tracing::info_span!("job", id = %id);
+    async {
+        tracing::info!(status = "running", dataset = %job.dataset_id, "job started");
+        let result = train(&inner, &job, &cancel).await;
+        let recorded = match result {
+            Ok(model) => {
+                tracing::info!(status = "succeeded", model = %model, "job finished");
+                Ok(())
+            }
+            Err(JobError::Stopped) if cancel.load(Ordering::Relaxed) => {
+                tracing::info!(status = "cancelled", "job cancelled");
+                inner.store.finish_job(id, JobStatus::Cancelled, None).await
+            }
+            Err(JobError::Stopped) => {
+                tracing::info!(
+                    status = "queued",
+                    "job interrupted by shutdown; re-queued to resume"
+                );
+                inner.store.requeue(id).await
+            }
+            Err(err) => {
+                tracing::warn!(status = "failed", error = %err, "job failed");
+                let message = match &err {
+                    JobError::Store(_) => {
+                        "storage failed; the server log has the details".to_owned()
+                    }
+                    other => other.to_string(),
+                };
+                inner
+                    .store
+                    .finish_job(id, JobStatus::Failed, Some(&message))
+                    .await
+            }
+        };
+        if let Err(err) = recorded {
+            tracing::error!(error = %err, "cannot record how the job ended");
+        }
+        inner.forget(id);
+    }
+    .instrument(span)
+    .await
+}
+
+/// Rows of a dataset as the engine takes them.
+struct Matrix {
+    x: Array2<f32>,
+    y: Array2<f32>,
+}
+
+async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Result<Uuid, JobError> {
+    let store = &inner.store;
+    let dataset = store.dataset(job.dataset_id).await?;
+    let spec =
+        TrainingSpec::from_json(&job.spec.to_string())?.validate(&super::data_shape(&dataset))?;
+    let (x, y) = store.dataset_matrix(&dataset).await?;
+    let matrix = Arc::new(Matrix {
+        x: Array2::from_shape_vec((dataset.rows, dataset.features()), x)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        y: Array2::from_shape_vec((dataset.rows, dataset.targets()), y)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    });
+    let mut checkpoint = store.checkpoint(job.id).await?;
+    let finished = store.trials(job.id).await?;
+    for (trial, &batch_size) in spec.batch_sizes().iter().enumerate() {
+        if finished.iter().any(|t| t.trial == trial) {
+            continue;
+        }
+        if cancel.load(Ordering::Relaxed) || inner.stopping.load(Ordering::Relaxed) {
+            return Err(JobError::Stopped);
+        }
+        let resume = checkpoint.take().filter(|c| c.trial == trial);
+        let trial_run = Trial {
+            job: job.id,
+            index: trial,
+            batch_size,
+            spec: spec.clone(),
+            matrix: matrix.clone(),
+        };
+        let outcome = trial_run.run(inner, cancel, resume).await?;
+        let result = TrialResult {
+            trial,
+            batch_size,
+            best_epoch: outcome.best_epoch,
+            best_value: outcome.best_value,
+            stopped_early: outcome.stopped_early,
+            overfitting_epoch: outcome.overfitting_epoch,
+        };
+        store
+            .finish_trial(job.id, &result, &outcome.model.to_safetensors())
+            .await?;
+        tracing::info!(trial, batch_size, best_epoch = ?outcome.best_epoch, best_value = ?outcome.best_value, "trial finished");
+    }
+    keep_best(inner, job, &dataset).await
+}
+
+/// Stores the best trial's model and marks the job succeeded.
+async fn keep_best(inner: &Arc<Inner>, job: &Job, dataset: &Dataset) -> Result<Uuid, JobError> {
+    let store = &inner.store;
+    let trials = store.trials(job.id).await?;
+    let best = trials
+        .iter()
+        .reduce(|best, t| match (t.best_value, best.best_value) {
+            (Some(v), Some(b)) if (job.maximize && v > b) || (!job.maximize && v < b) => t,
+            (Some(_), None) => t,
+            _ => best,
+        })
+        .ok_or_else(|| StoreError::Corrupt(format!("job {} finished without trials", job.id)))?;
+    let weights = store.trial_model(job.id, best.trial).await?;
+    let model = Model::from_safetensors(&weights)?;
+    let records: Vec<EpochRecord> = store
+        .epochs(job.id)
+        .await?
+        .into_iter()
+        .filter(|row| row.trial == best.trial)
+        .map(|row| serde_json::from_value(row.record))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Corrupt(format!("epoch record: {e}")))?;
+    let last = records
+        .last()
+        .ok_or_else(|| StoreError::Corrupt(format!("job {} has no epochs", job.id)))?;
+    let best_record = best
+        .best_epoch
+        .and_then(|e| records.iter().find(|r| r.epoch == e));
+    let stored = StoredModel {
+        id: Uuid::new_v4(),
+        job_id: job.id,
+        dataset_id: dataset.id,
+        task: serde_json::to_value(model.task())
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        feature_names: dataset.feature_names.clone(),
+        target_names: dataset.target_names.clone(),
+        spec: job.spec.clone(),
+        summary: to_json(&model.summary())?,
+        batch_size: best.batch_size,
+        best_epoch: best.best_epoch,
+        final_metrics: to_json(last)?,
+        best_metrics: best_record.map(to_json).transpose()?,
+        created_at: Utc::now(),
+    };
+    let outcome = JobOutcome {
+        best_trial: best.trial,
+        best_epoch: best.best_epoch,
+        best_value: best.best_value,
+        stopped_early: best.stopped_early,
+        overfitting_epoch: best.overfitting_epoch,
+    };
+    let stored = store.complete_job(stored, &weights, &outcome).await?;
+    inner
+        .models
+        .insert(stored.id, ServedModel::new(model, &stored));
+    Ok(stored.id)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+    serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// One batch size's training run.
+struct Trial {
+    job: Uuid,
+    index: usize,
+    batch_size: usize,
+    spec: ValidSpec,
+    matrix: Arc<Matrix>,
+}
+
+impl Trial {
+    /// Trains on a blocking thread while this task stores each finished epoch.
+    async fn run(
+        self,
+        inner: &Arc<Inner>,
+        cancel: &Arc<AtomicBool>,
+        resume: Option<Checkpoint>,
+    ) -> Result<FitOutcome, JobError> {
+        let (epochs, mut finished) = mpsc::unbounded_channel();
+        // Raised when storing an epoch fails, so training stops instead of running blind.
+        let abort = Arc::new(AtomicBool::new(false));
+        let mut observer = Observer {
+            epochs,
+            stop: [cancel.clone(), inner.stopping.clone(), abort.clone()],
+        };
+        let options = FitOptions {
+            batch_size: self.batch_size,
+            threads: inner.threads,
+        };
+        let (spec, matrix) = (self.spec.clone(), self.matrix.clone());
+        if let Some(checkpoint) = &resume {
+            tracing::info!(
+                trial = self.index,
+                epoch = checkpoint.epoch,
+                "resuming from checkpoint"
+            );
+        }
+        let span = tracing::Span::current();
+        let training = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let data = Samples::new(matrix.x.view(), matrix.y.view());
+            match resume {
+                Some(checkpoint) => nn::resume(
+                    &spec,
+                    data,
+                    None,
+                    &options,
+                    &checkpoint.state,
+                    &mut observer,
+                ),
+                None => nn::fit(&spec, data, None, &options, &mut observer),
+            }
+        });
+        let mut failure = None;
+        while let Some(epoch) = finished.recv().await {
+            if failure.is_some() {
+                continue;
+            }
+            if let Err(err) = self.store_epoch(inner, epoch).await {
+                abort.store(true, Ordering::Relaxed);
+                failure = Some(err);
+            }
+        }
+        let outcome = training
+            .await
+            .map_err(|e| JobError::Panicked(e.to_string()))?;
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(outcome?),
+        }
+    }
+
+    async fn store_epoch(&self, inner: &Inner, epoch: FinishedEpoch) -> Result<(), JobError> {
+        let FinishedEpoch {
+            record,
+            state,
+            overfitting,
+        } = epoch;
+        let row = EpochRow {
+            trial: self.index,
+            epoch: record.epoch,
+            batch_size: self.batch_size,
+            record: to_json(&record)?,
+        };
+        inner
+            .store
+            .record_epoch(self.job, &row, &state, overfitting)
+            .await?;
+        tracing::info!(
+            trial = self.index,
+            epoch = record.epoch,
+            loss = record.loss,
+            val_loss = ?record.val_loss,
+            seconds = record.seconds,
+            "epoch finished"
+        );
+        Ok(())
+    }
+}
+
+struct FinishedEpoch {
+    record: EpochRecord,
+    /// The serialised training state: the checkpoint to resume from.
+    state: Vec<u8>,
+    /// The epoch where overfitting began, once recognised.
+    overfitting: Option<usize>,
+}
+
+/// Hands finished epochs to the async side without blocking training on the database.
+struct Observer {
+    epochs: mpsc::UnboundedSender<FinishedEpoch>,
+    /// User cancellation, shutdown, storage failure.
+    stop: [Arc<AtomicBool>; 3],
+}
+
+impl FitObserver for Observer {
+    fn on_epoch_end(&mut self, record: &EpochRecord, state: &TrainingState) {
+        let _ = self.epochs.send(FinishedEpoch {
+            record: record.clone(),
+            state: state.to_bytes(),
+            overfitting: state.overfitting_epoch(),
+        });
+    }
+
+    fn cancelled(&self) -> bool {
+        // A closed channel means the task storing the epochs is gone (runtime shutting
+        // down): nobody would record what training does next.
+        self.stop.iter().any(|flag| flag.load(Ordering::Relaxed)) || self.epochs.is_closed()
+    }
+}
