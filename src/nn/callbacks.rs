@@ -259,7 +259,7 @@ mod tests {
         // until min_lr.
         assert_eq!(
             rates,
-            [1.0, 1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25, 0.125, 0.125, 0.125]
+            [1.0, 1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.125, 0.125, 0.1, 0.1, 0.1]
         );
         let mut low = ReduceLrState::default();
         let mut lr = 0.15f32;

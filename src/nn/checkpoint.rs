@@ -1,4 +1,4 @@
-//! The full training state between two epochs, and its bytes.
+//! The bytes of a `TrainingState`.
 //!
 //! A checkpoint is a safetensors file: the current weights (`model.*`), the
 //! early-stopping snapshot (`best.*`), the optimizer moments (`moments.{i}`), and in
@@ -11,51 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use safetensors::SafeTensors;
 use serde::{Deserialize, Serialize};
 
-use super::callbacks::{EarlyStoppingState, ReduceLrState};
 use super::io::{read_f32, TensorList};
 use super::model::Model;
-use super::network::Network;
 use super::record::EpochRecord;
-use super::rng::Rng;
+use super::state::TrainingState;
 
 const FORMAT: &str = "nnserve.checkpoint";
 const VERSION: &str = "1";
-
-/// Everything needed to continue training exactly where it stopped.
-#[derive(Clone, Debug)]
-pub struct TrainingState {
-    pub(crate) model: Model,
-    pub(crate) moments: Vec<Vec<f32>>,
-    pub(crate) best_weights: Option<Network>,
-    pub(crate) progress: Progress,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub(crate) struct Progress {
-    /// Finished epochs.
-    pub epoch: usize,
-    /// Optimizer steps taken (Adam's bias correction counts them).
-    pub iterations: u64,
-    pub learning_rate_bits: u32,
-    pub shuffle_rng: Rng,
-    pub dropout_rng: Rng,
-    pub early_stopping: EarlyStoppingState,
-    pub reduce_lr: ReduceLrState,
-    /// Best epoch and its monitored value (bits).
-    pub best: Option<(usize, u64)>,
-    pub overfitting_epoch: Option<usize>,
-    pub stopped_early: bool,
-    pub batch_size: usize,
-    pub train_rows: usize,
-    pub validation_rows: usize,
-    pub history: Vec<StoredRecord>,
-}
-
-impl Progress {
-    pub fn learning_rate(&self) -> f32 {
-        f32::from_bits(self.learning_rate_bits)
-    }
-}
 
 /// An `EpochRecord` with its floats as bits.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -112,30 +74,6 @@ impl From<&StoredRecord> for EpochRecord {
 }
 
 impl TrainingState {
-    /// Finished epochs.
-    pub fn epoch(&self) -> usize {
-        self.progress.epoch
-    }
-
-    /// The epoch where overfitting began, once detected (it is detected a few epochs
-    /// later; see `overfitting_start`).
-    pub fn overfitting_epoch(&self) -> Option<usize> {
-        self.progress.overfitting_epoch
-    }
-
-    /// The current weights (before any restore of the best ones).
-    pub fn model(&self) -> &Model {
-        &self.model
-    }
-
-    pub(crate) fn history(&self) -> Vec<EpochRecord> {
-        self.progress
-            .history
-            .iter()
-            .map(EpochRecord::from)
-            .collect()
-    }
-
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut list = TensorList::default();
         self.model.push_tensors("model.", &mut list);

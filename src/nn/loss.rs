@@ -154,3 +154,80 @@ fn log_sum_exp(z: &[f32]) -> f64 {
     let sum: f64 = z.iter().map(|&v| f64::from(v - max).exp()).sum();
     f64::from(max) + sum.ln()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{array, Array2};
+
+    fn value(kind: LossKind, z: Array2<f32>, a: Array2<f32>, y: Array2<f32>) -> f64 {
+        loss_sum(kind, z.view(), a.view(), y.view(), None, None)
+    }
+
+    #[test]
+    fn closed_form_values() {
+        let a = array![[1.0f32, 3.0]];
+        let y = array![[0.0f32, 0.5]];
+        assert_eq!(
+            value(LossKind::MeanSquaredError, a.clone(), a.clone(), y.clone()),
+            (1.0 + 6.25) / 2.0
+        );
+        assert_eq!(
+            value(LossKind::MeanAbsoluteError, a.clone(), a.clone(), y.clone()),
+            (1.0 + 2.5) / 2.0
+        );
+        // Huber (δ = 1): 0.5·e² inside, |e| − 0.5 outside.
+        let e = array![[0.5f32, -3.0]];
+        assert_eq!(
+            value(LossKind::Huber, e.clone(), e, Array2::zeros((1, 2))),
+            (0.125 + 2.5) / 2.0
+        );
+        // BCE at logit 0 is ln 2 whatever the target.
+        let bce = value(
+            LossKind::BinaryCrossentropy,
+            array![[0.0f32]],
+            array![[0.5f32]],
+            array![[1.0f32]],
+        );
+        assert!((bce - std::f64::consts::LN_2).abs() < 1e-7);
+        // Sparse CE with equal logits over 4 classes is ln 4.
+        let z = Array2::from_elem((1, 4), 2.0f32);
+        let p = Array2::from_elem((1, 4), 0.25f32);
+        let sce = value(
+            LossKind::SparseCategoricalCrossentropy,
+            z.clone(),
+            p.clone(),
+            array![[2.0f32]],
+        );
+        assert!((sce - 4f64.ln()).abs() < 1e-7);
+        let onehot = array![[0.0f32, 0.0, 1.0, 0.0]];
+        assert!((value(LossKind::CategoricalCrossentropy, z, p, onehot) - sce).abs() < 1e-12);
+    }
+
+    #[test]
+    fn saturated_logits_give_finite_loss_and_gradient() {
+        let z = array![[200.0f32, -200.0, 0.0]];
+        let p = array![[1.0f32, 0.0, 0.0]];
+        let mut g = Array2::zeros((1, 3));
+        let l = loss_sum(
+            LossKind::SparseCategoricalCrossentropy,
+            z.view(),
+            p.view(),
+            array![[1.0f32]].view(),
+            None,
+            Some(g.view_mut()),
+        );
+        assert!((l - 400.0).abs() < 1e-3, "{l}");
+        assert_eq!(g, array![[1.0, -1.0, 0.0]]);
+        let zb = array![[-120.0f32]];
+        let lb = loss_sum(
+            LossKind::BinaryCrossentropy,
+            zb.view(),
+            array![[0.0f32]].view(),
+            array![[1.0f32]].view(),
+            None,
+            None,
+        );
+        assert!((lb - 120.0).abs() < 1e-4, "{lb}");
+    }
+}

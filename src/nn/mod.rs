@@ -7,6 +7,7 @@ mod batch;
 mod callbacks;
 mod checkpoint;
 mod data;
+mod epoch;
 mod error;
 mod io;
 mod layers;
@@ -17,17 +18,18 @@ mod model;
 mod network;
 mod optim;
 mod optim_spec;
+mod parse;
 mod record;
 mod rng;
 mod spec;
 mod split;
+mod state;
 mod summary;
 mod train;
 mod validate;
 mod validate_model;
 
 pub use callbacks::{overfitting_start, DEFAULT_OVERFITTING_WINDOW};
-pub use checkpoint::TrainingState;
 pub use data::{DataShape, Samples};
 pub use error::{ModelError, SpecError, TrainError};
 pub use model::{Evaluation, Model, Task};
@@ -38,6 +40,7 @@ pub use spec::{
     NormalizationSpec, OptimizerSpec, ReduceLrSpec, RegularizerSpec, RmsPropSpec, SgdSpec,
     TrainingSpec,
 };
+pub use state::TrainingState;
 pub use summary::{LayerSummary, ModelSummary};
 pub use train::{fit, resume, FitObserver, FitOptions, FitOutcome};
 pub use validate::{Mode, ValidSpec};

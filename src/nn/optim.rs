@@ -201,3 +201,150 @@ impl Optimizer for RmsProp {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::spec::{AdamSpec, AdamWSpec, RmsPropSpec, SgdSpec};
+
+    const GRADS: [[f32; 3]; 3] = [[0.5, -1.0, 2.0], [0.4, -0.5, 1.0], [-0.3, 0.2, 0.7]];
+    const START: [f32; 3] = [0.1, -0.2, 0.3];
+
+    fn run(spec: OptimizerSpec, lr: f32) -> Vec<f32> {
+        let opt = build(&spec);
+        let mut w = START.to_vec();
+        let mut moments = vec![vec![0.0; 3]; opt.moments()];
+        for (t, g) in GRADS.iter().enumerate() {
+            let step = Step {
+                lr,
+                iteration: t as u64 + 1,
+            };
+            opt.update(step, &mut w, g, Reg::default(), &mut moments);
+        }
+        w
+    }
+
+    fn close(a: &[f32], b: &[f64]) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((f64::from(*x) - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+    }
+
+    /// The reference: Keras 3's update rules transcribed in f64, per coordinate.
+    fn reference(kind: &str, lr: f64) -> Vec<f64> {
+        (0..3)
+            .map(|i| {
+                let mut w = f64::from(START[i]);
+                let (mut m, mut v, mut avg, mut mom) = (0.0, 0.0, 0.0, 0.0);
+                for (t, g) in GRADS.iter().enumerate() {
+                    let g = f64::from(g[i]);
+                    let t = t as i32 + 1;
+                    match kind {
+                        "sgd" => w -= lr * g,
+                        "momentum" => {
+                            m = 0.9 * m - lr * g;
+                            w += m;
+                        }
+                        "nesterov" => {
+                            m = 0.9 * m - lr * g;
+                            w += 0.9 * m - lr * g;
+                        }
+                        "adam" | "adamw" => {
+                            if kind == "adamw" {
+                                w -= w * 0.004 * lr;
+                            }
+                            m += (g - m) * 0.1;
+                            v += (g * g - v) * 0.001;
+                            let alpha =
+                                lr * (1.0 - 0.999f64.powi(t)).sqrt() / (1.0 - 0.9f64.powi(t));
+                            w -= m * alpha / (v.sqrt() + 1e-7);
+                        }
+                        "rmsprop_centered_momentum" => {
+                            v = 0.9 * v + 0.1 * g * g;
+                            avg = 0.9 * avg + 0.1 * g;
+                            mom = 0.5 * mom + lr * g / (v - avg * avg + 1e-7).sqrt();
+                            w -= mom;
+                        }
+                        _ => unreachable!(),
+                    }
+                }
+                w
+            })
+            .collect()
+    }
+
+    #[test]
+    fn updates_follow_keras_formulas() {
+        let sgd = |momentum, nesterov| {
+            OptimizerSpec::Sgd(SgdSpec {
+                learning_rate: 0.1,
+                momentum,
+                nesterov,
+            })
+        };
+        close(&run(sgd(0.0, false), 0.1), &reference("sgd", 0.1));
+        close(&run(sgd(0.9, false), 0.1), &reference("momentum", 0.1));
+        close(&run(sgd(0.9, true), 0.1), &reference("nesterov", 0.1));
+        close(
+            &run(OptimizerSpec::Adam(AdamSpec::default()), 0.01),
+            &reference("adam", 0.01),
+        );
+        close(
+            &run(OptimizerSpec::AdamW(AdamWSpec::default()), 0.01),
+            &reference("adamw", 0.01),
+        );
+        let rms = RmsPropSpec {
+            momentum: 0.5,
+            centered: true,
+            ..RmsPropSpec::default()
+        };
+        close(
+            &run(OptimizerSpec::RmsProp(rms), 0.01),
+            &reference("rmsprop_centered_momentum", 0.01),
+        );
+    }
+
+    #[test]
+    fn adam_first_step_moves_each_weight_by_the_learning_rate() {
+        // m̂ = g and v̂ = g², so the first step is lr·g/|g| (up to epsilon).
+        let opt = build(&OptimizerSpec::Adam(AdamSpec::default()));
+        let mut w = [0.0f32; 2];
+        let mut moments = vec![vec![0.0; 2]; 2];
+        opt.update(
+            Step {
+                lr: 0.001,
+                iteration: 1,
+            },
+            &mut w,
+            &[3.0, -0.02],
+            Reg::default(),
+            &mut moments,
+        );
+        assert!(
+            (w[0] + 0.001).abs() < 1e-8 && (w[1] - 0.001).abs() < 1e-6,
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn regularization_gradient_joins_the_update() {
+        let opt = build(&OptimizerSpec::Sgd(SgdSpec::default()));
+        let mut w = [0.5f32, -0.5, 0.0];
+        opt.update(
+            Step {
+                lr: 1.0,
+                iteration: 1,
+            },
+            &mut w,
+            &[0.0; 3],
+            Reg { l1: 0.1, l2: 0.2 },
+            &mut [],
+        );
+        // w − (0.1·sign(w) + 2·0.2·w); sign(0) = 0.
+        let expected = [0.5 - 0.1 - 0.2, -0.5 + 0.1 + 0.2, 0.0];
+        assert!(
+            w.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-7),
+            "{w:?}"
+        );
+    }
+}

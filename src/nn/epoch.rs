@@ -1,0 +1,177 @@
+//! One epoch of mini-batch training, and the validation pass after it.
+
+use std::collections::BTreeMap;
+
+use super::batch::{Batch, BatchSource};
+use super::error::TrainError;
+use super::loss::loss_sum;
+use super::metrics::{AccuracyKind, Tally};
+use super::model::{evaluate_source, CHUNK_ROWS};
+use super::network::{Layer, Network, Workspace};
+use super::optim::{Optimizer, Reg, Step};
+use super::spec::{LossKind, MetricKind};
+use super::state::TrainingState;
+use super::train::{FitObserver, FitOptions};
+use super::validate::ValidSpec;
+
+/// The buffers of one fit, allocated once and reused by every batch.
+pub(crate) struct EpochLoop {
+    batch: Batch,
+    ws: Workspace,
+    val_batch: Batch,
+    val_ws: Workspace,
+    threads: usize,
+    shuffle: bool,
+    accuracy: AccuracyKind,
+    loss: LossKind,
+    has_class_weights: bool,
+    metrics: Vec<MetricKind>,
+}
+
+impl EpochLoop {
+    pub fn new(
+        spec: &ValidSpec,
+        net: &Network,
+        options: &FitOptions,
+        val_rows: Option<usize>,
+    ) -> EpochLoop {
+        let ts = spec.spec();
+        let targets = if ts.loss == LossKind::SparseCategoricalCrossentropy {
+            1
+        } else {
+            spec.facts.outputs
+        };
+        let val_capacity = val_rows.map_or(0, |r| r.clamp(1, CHUNK_ROWS));
+        EpochLoop {
+            batch: Batch::new(options.batch_size, net.input_width, targets),
+            ws: Workspace::new(net, options.batch_size, true),
+            val_batch: Batch::new(val_capacity, net.input_width, targets),
+            val_ws: Workspace::new(net, val_capacity, false),
+            threads: options.threads,
+            shuffle: ts.shuffle,
+            accuracy: AccuracyKind::for_model(ts.loss, spec.facts.outputs),
+            loss: ts.loss,
+            has_class_weights: spec.facts.class_weights.is_some(),
+            metrics: ts.metrics.clone(),
+        }
+    }
+
+    /// One pass over the training rows; returns the epoch loss and training metrics.
+    pub fn train_epoch(
+        &mut self,
+        epoch: usize,
+        state: &mut TrainingState,
+        source: &mut dyn BatchSource,
+        optimizer: &dyn Optimizer,
+        observer: &dyn FitObserver,
+    ) -> Result<(f64, Tally), TrainError> {
+        let p = &mut state.progress;
+        let net = &mut state.model.net;
+        source.start_epoch(if self.shuffle {
+            Some(&mut p.shuffle_rng)
+        } else {
+            None
+        });
+        let mut tally = Tally::default();
+        let mut total = 0.0f64;
+        let mut index = 0;
+        while source.next_batch(&mut self.batch) {
+            if observer.cancelled() {
+                return Err(TrainError::Cancelled {
+                    epochs_done: epoch - 1,
+                });
+            }
+            index += 1;
+            let rows = self.batch.rows;
+            let (x, y) = (self.batch.x(), self.batch.y());
+            let weights = self.has_class_weights.then(|| &self.batch.w[..rows]);
+            net.forward(x, &mut self.ws, Some(&mut p.dropout_rng), self.threads);
+            let penalty = net.penalty();
+            let out = self.ws.layers.last_mut().expect("at least one layer");
+            let sum = loss_sum(
+                self.loss,
+                out.z.slice(ndarray::s![..rows, ..]),
+                out.a.slice(ndarray::s![..rows, ..]),
+                y,
+                weights,
+                Some(out.d.slice_mut(ndarray::s![..rows, ..])),
+            );
+            let batch_loss = sum / rows as f64 + penalty;
+            if !batch_loss.is_finite() {
+                return Err(TrainError::Diverged {
+                    epoch,
+                    batch: index,
+                });
+            }
+            total += batch_loss * rows as f64;
+            tally.add(net.output(&self.ws, rows), y, weights, self.accuracy);
+            net.backward(x, &mut self.ws, self.loss.fused(), self.threads);
+            p.iterations += 1;
+            let step = Step {
+                lr: p.learning_rate(),
+                iteration: p.iterations,
+            };
+            apply_updates(net, &self.ws, optimizer, step, &mut state.moments);
+        }
+        Ok((total / source.rows() as f64, tally))
+    }
+
+    /// Validation loss (regularization included, as Keras) and `val_` metrics.
+    pub fn validate(
+        &mut self,
+        net: &Network,
+        source: &mut dyn BatchSource,
+    ) -> (f64, BTreeMap<String, f64>) {
+        let (sum, tally) = evaluate_source(
+            net,
+            self.loss,
+            source,
+            &mut self.val_batch,
+            &mut self.val_ws,
+            self.threads,
+        );
+        (
+            sum / source.rows() as f64 + net.penalty(),
+            tally.values(&self.metrics, "val_"),
+        )
+    }
+}
+
+/// One optimizer pass over every parameter buffer, in a fixed order.
+fn apply_updates(
+    net: &mut Network,
+    ws: &Workspace,
+    optimizer: &dyn Optimizer,
+    step: Step,
+    moments: &mut [Vec<f32>],
+) {
+    let k = optimizer.moments();
+    let mut slot = 0;
+    let mut next = |param: &mut [f32], grad: &[f32], reg: Reg| {
+        optimizer.update(
+            step,
+            param,
+            grad,
+            reg,
+            &mut moments[slot * k..(slot + 1) * k],
+        );
+        slot += 1;
+    };
+    for (layer, grads) in net.layers.iter_mut().zip(&ws.grads) {
+        if let (Layer::Dense(d), Some(g)) = (layer, grads) {
+            let reg = Reg { l1: d.l1, l2: d.l2 };
+            next(
+                d.kernel.as_slice_mut().expect("contiguous"),
+                g.kernel.as_slice().expect("contiguous"),
+                reg,
+            );
+            if let (Some(b), Some(gb)) = (&mut d.bias, &g.bias) {
+                next(
+                    b.as_slice_mut().expect("contiguous"),
+                    gb.as_slice().expect("contiguous"),
+                    Reg::default(),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Same seed → same bits; resume after epoch k → the uninterrupted run's bits.
+
+use nnserve::nn::{fit, resume, FitOptions, Samples, TrainError};
+use serde_json::{json, Value};
+
+use crate::common::{blobs, same_history, validated, weight_bits, Recorder};
+
+fn full_spec() -> Value {
+    json!({
+        "model": {"layers": [
+            {"type": "normalization"},
+            {"type": "dense", "units": 16, "activation": "relu", "kernel_regularizer": {"l2": 0.001}},
+            {"type": "dropout", "rate": 0.3},
+            {"type": "dense", "units": 8, "activation": "gelu"},
+            {"type": "dense", "units": 3, "activation": "softmax"}
+        ]},
+        "loss": "sparse_categorical_crossentropy",
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "metrics": ["accuracy"],
+        "epochs": 7, "batch_size": 16, "validation_split": 0.2, "seed": 42,
+        "early_stopping": {"monitor": "val_loss", "patience": 5, "restore_best_weights": true},
+        "reduce_lr_on_plateau": {"monitor": "val_loss", "patience": 1, "factor": 0.5}
+    })
+}
+
+fn run(
+    spec: Value,
+    threads: usize,
+    cancel_after: Option<usize>,
+) -> (Result<nnserve::nn::FitOutcome, TrainError>, Recorder) {
+    let (x, y) = blobs(200, 3);
+    let valid = validated(spec, x.view(), y.view());
+    let mut rec = Recorder {
+        cancel_after_epochs: cancel_after,
+        ..Default::default()
+    };
+    let out = fit(
+        &valid,
+        Samples::new(x.view(), y.view()),
+        None,
+        &FitOptions {
+            batch_size: 16,
+            threads,
+        },
+        &mut rec,
+    );
+    (out, rec)
+}
+
+#[test]
+fn two_runs_with_one_seed_are_bit_identical() {
+    for threads in [1, 2] {
+        let (a, ra) = run(full_spec(), threads, None);
+        let (b, _) = run(full_spec(), threads, None);
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(weight_bits(&a.model), weight_bits(&b.model));
+        same_history(&a.history, &b.history);
+        same_history(&a.history, &ra.records);
+        assert_eq!(
+            (a.best_epoch, a.stopped_early),
+            (b.best_epoch, b.stopped_early)
+        );
+    }
+    let mut other = full_spec();
+    other["seed"] = json!(43);
+    let (a, _) = run(full_spec(), 1, None);
+    let (c, _) = run(other, 1, None);
+    assert_ne!(
+        weight_bits(&a.unwrap().model),
+        weight_bits(&c.unwrap().model)
+    );
+}
+
+#[test]
+fn resume_after_epoch_three_is_bit_identical() {
+    let (full, _) = run(full_spec(), 1, None);
+    let full = full.unwrap();
+    let (stopped, rec) = run(full_spec(), 1, Some(3));
+    assert_eq!(
+        stopped.unwrap_err(),
+        TrainError::Cancelled { epochs_done: 3 }
+    );
+    let checkpoint = &rec.checkpoints[2];
+
+    let (x, y) = blobs(200, 3);
+    let valid = validated(full_spec(), x.view(), y.view());
+    let mut rest = Recorder::default();
+    let opts = FitOptions {
+        batch_size: 16,
+        threads: 1,
+    };
+    let resumed = resume(
+        &valid,
+        Samples::new(x.view(), y.view()),
+        None,
+        &opts,
+        checkpoint,
+        &mut rest,
+    )
+    .unwrap();
+    assert_eq!(weight_bits(&resumed.model), weight_bits(&full.model));
+    same_history(&resumed.history, &full.history);
+    same_history(&rest.records, &full.history[3..]);
+    assert_eq!(
+        (resumed.best_epoch, resumed.best_value),
+        (full.best_epoch, full.best_value)
+    );
+
+    // A checkpoint of another spec or batch size is refused.
+    let mut other = full_spec();
+    other["seed"] = json!(1);
+    let other = validated(other, x.view(), y.view());
+    let err = resume(
+        &other,
+        Samples::new(x.view(), y.view()),
+        None,
+        &opts,
+        checkpoint,
+        &mut Recorder::default(),
+    );
+    assert!(matches!(err, Err(TrainError::Checkpoint(_))));
+    let wrong = FitOptions {
+        batch_size: 8,
+        threads: 1,
+    };
+    let err = resume(
+        &valid,
+        Samples::new(x.view(), y.view()),
+        None,
+        &wrong,
+        checkpoint,
+        &mut Recorder::default(),
+    );
+    assert!(matches!(err, Err(TrainError::Checkpoint(_))));
+    let err = resume(
+        &valid,
+        Samples::new(x.view(), y.view()),
+        None,
+        &opts,
+        b"junk",
+        &mut Recorder::default(),
+    );
+    assert!(matches!(err, Err(TrainError::Checkpoint(_))));
+}
