@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::error::{Error, Problem, Result};
 use super::extract::Path;
-use super::jobs::records;
+use super::metrics::records;
 use super::AppState;
 use crate::nn::EpochRecord;
 

@@ -2,13 +2,16 @@
 
 mod datasets;
 pub mod error;
+mod evaluate;
 mod extract;
 mod health;
 mod instances;
 mod jobs;
 mod loss_curve;
+mod metrics;
 mod models;
 mod page;
+mod predict;
 
 use std::sync::Arc;
 
@@ -56,7 +59,10 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(health::router())
         .merge(datasets::router())
         .merge(jobs::router())
+        .merge(metrics::router())
         .merge(models::router())
+        .merge(predict::router())
+        .merge(evaluate::router())
 }
 
 /// The media type of a request body, without parameters, lower-case.

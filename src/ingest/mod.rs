@@ -8,7 +8,8 @@ mod csv;
 mod json;
 mod upload;
 
-pub use self::chunker::{Chunk, Chunker, CHUNK_BYTES};
+pub use self::chunker::Chunk;
+use self::chunker::Chunker;
 pub use self::csv::{parse_csv, CsvOptions};
 pub use self::json::{parse_json, JsonDataset, JsonTargets};
 pub use self::upload::{store_csv, store_json};
@@ -85,13 +86,6 @@ pub enum IngestError {
     Aborted,
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl IngestError {
-    /// True for problems with what the client sent, as opposed to the server failing.
-    pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::Aborted | Self::Store(_))
-    }
 }
 
 /// Shortens a client-supplied value quoted back in an error message.

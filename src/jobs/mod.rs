@@ -5,6 +5,7 @@
 //! a dispatcher task claims the oldest queued job whenever a worker slot is free.
 
 mod run;
+mod trial;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -6,22 +6,18 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ndarray::Array2;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::trial::Trial;
 use super::Inner;
 use crate::models::ServedModel;
-use crate::nn::{
-    self, EpochRecord, FitObserver, FitOptions, FitOutcome, Model, ModelError, Samples, SpecError,
-    TrainError, TrainingSpec, TrainingState, ValidSpec,
-};
-use crate::store::{
-    Checkpoint, Dataset, EpochRow, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult,
-};
+use crate::nn::{EpochRecord, Model, ModelError, SpecError, TrainError, TrainingSpec};
+use crate::store::{Dataset, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult};
 
 #[derive(Debug, thiserror::Error)]
-enum JobError {
+pub(super) enum JobError {
     #[error("the stored spec no longer validates: {0}")]
     Spec(#[from] SpecError),
     #[error(transparent)]
@@ -97,9 +93,9 @@ pub(super) async fn run(
 }
 
 /// Rows of a dataset as the engine takes them.
-struct Matrix {
-    x: Array2<f32>,
-    y: Array2<f32>,
+pub(super) struct Matrix {
+    pub x: Array2<f32>,
+    pub y: Array2<f32>,
 }
 
 async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Result<Uuid, JobError> {
@@ -209,136 +205,6 @@ async fn keep_best(inner: &Arc<Inner>, job: &Job, dataset: &Dataset) -> Result<U
     Ok(stored.id)
 }
 
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// One batch size's training run.
-struct Trial {
-    job: Uuid,
-    index: usize,
-    batch_size: usize,
-    spec: ValidSpec,
-    matrix: Arc<Matrix>,
-}
-
-impl Trial {
-    /// Trains on a blocking thread while this task stores each finished epoch.
-    async fn run(
-        self,
-        inner: &Arc<Inner>,
-        cancel: &Arc<AtomicBool>,
-        resume: Option<Checkpoint>,
-    ) -> Result<FitOutcome, JobError> {
-        let (epochs, mut finished) = mpsc::unbounded_channel();
-        // Raised when storing an epoch fails, so training stops instead of running blind.
-        let abort = Arc::new(AtomicBool::new(false));
-        let mut observer = Observer {
-            epochs,
-            stop: [cancel.clone(), inner.stopping.clone(), abort.clone()],
-        };
-        let options = FitOptions {
-            batch_size: self.batch_size,
-            threads: inner.threads,
-        };
-        let (spec, matrix) = (self.spec.clone(), self.matrix.clone());
-        if let Some(checkpoint) = &resume {
-            tracing::info!(
-                trial = self.index,
-                epoch = checkpoint.epoch,
-                "resuming from checkpoint"
-            );
-        }
-        let span = tracing::Span::current();
-        let training = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let data = Samples::new(matrix.x.view(), matrix.y.view());
-            match resume {
-                Some(checkpoint) => nn::resume(
-                    &spec,
-                    data,
-                    None,
-                    &options,
-                    &checkpoint.state,
-                    &mut observer,
-                ),
-                None => nn::fit(&spec, data, None, &options, &mut observer),
-            }
-        });
-        let mut failure = None;
-        while let Some(epoch) = finished.recv().await {
-            if failure.is_some() {
-                continue;
-            }
-            if let Err(err) = self.store_epoch(inner, epoch).await {
-                abort.store(true, Ordering::Relaxed);
-                failure = Some(err);
-            }
-        }
-        let outcome = training
-            .await
-            .map_err(|e| JobError::Panicked(e.to_string()))?;
-        match failure {
-            Some(err) => Err(err),
-            None => Ok(outcome?),
-        }
-    }
-
-    async fn store_epoch(&self, inner: &Inner, epoch: FinishedEpoch) -> Result<(), JobError> {
-        let FinishedEpoch {
-            record,
-            state,
-            overfitting,
-        } = epoch;
-        let row = EpochRow {
-            trial: self.index,
-            epoch: record.epoch,
-            batch_size: self.batch_size,
-            record: to_json(&record)?,
-        };
-        inner
-            .store
-            .record_epoch(self.job, &row, &state, overfitting)
-            .await?;
-        tracing::info!(
-            trial = self.index,
-            epoch = record.epoch,
-            loss = record.loss,
-            val_loss = ?record.val_loss,
-            seconds = record.seconds,
-            "epoch finished"
-        );
-        Ok(())
-    }
-}
-
-struct FinishedEpoch {
-    record: EpochRecord,
-    /// The serialised training state: the checkpoint to resume from.
-    state: Vec<u8>,
-    /// The epoch where overfitting began, once recognised.
-    overfitting: Option<usize>,
-}
-
-/// Hands finished epochs to the async side without blocking training on the database.
-struct Observer {
-    epochs: mpsc::UnboundedSender<FinishedEpoch>,
-    /// User cancellation, shutdown, storage failure.
-    stop: [Arc<AtomicBool>; 3],
-}
-
-impl FitObserver for Observer {
-    fn on_epoch_end(&mut self, record: &EpochRecord, state: &TrainingState) {
-        let _ = self.epochs.send(FinishedEpoch {
-            record: record.clone(),
-            state: state.to_bytes(),
-            overfitting: state.overfitting_epoch(),
-        });
-    }
-
-    fn cancelled(&self) -> bool {
-        // A closed channel means the task storing the epochs is gone (runtime shutting
-        // down): nobody would record what training does next.
-        self.stop.iter().any(|flag| flag.load(Ordering::Relaxed)) || self.epochs.is_closed()
-    }
 }

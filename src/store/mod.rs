@@ -6,6 +6,7 @@
 mod datasets;
 mod jobs;
 mod models;
+mod training;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -15,8 +16,9 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 pub use datasets::{Dataset, DatasetWriter, NewDataset, TargetStats};
-pub use jobs::{Checkpoint, EpochRow, Job, JobStatus, NewJob, TrialResult};
+pub use jobs::{Job, JobStatus, NewJob};
 pub use models::{JobOutcome, StoredModel};
+pub use training::{Checkpoint, EpochRow, TrialResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

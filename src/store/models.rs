@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::jobs::end_training;
+use super::training::end_training;
 use super::{from_json, json, parse_id, Result, Store, StoreError};
 
 #[derive(Debug, Clone)]

@@ -115,3 +115,40 @@ async fn an_interrupted_job_resumes_from_its_checkpoint() {
     let response = app.get(&format!("/jobs/{interrupted}/metrics")).await;
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// A checkpoint that no longer loads (say, written by another engine version) costs the
+/// trial its progress, not the job: the trial starts over and its epochs are not doubled.
+#[tokio::test]
+async fn an_unusable_checkpoint_restarts_the_trial() {
+    let app = spawn_with(workers(1)).await;
+    let dataset = app.linear_dataset(2000, 9).await;
+    let mut spec = binary_spec(&dataset, 30);
+    spec["model"]["layers"][1]["units"] = json!(256);
+    spec["batch_size"] = json!(16);
+    let id = app.submit(&spec).await;
+    app.wait_job(&id, |job| job["epoch"].as_u64().unwrap() >= 2)
+        .await;
+    let stopped = app.stop().await;
+    let (status, done) = stopped.job_progress(&id).await;
+    assert_eq!(status, "queued");
+    assert!(
+        (2..30).contains(&done),
+        "stopped mid-way, after {done} epochs"
+    );
+    stopped
+        .execute_sql("UPDATE job_checkpoints SET state = x'00ff'")
+        .await;
+
+    let app = stopped.start(workers(1)).await;
+    let job = app.wait_finished(&id).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["epoch"], 30);
+    let metrics = app.get_json(&format!("/jobs/{id}/metrics")).await;
+    let epochs: Vec<u64> = metrics["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, (1..=30).collect::<Vec<_>>());
+}

@@ -1,0 +1,159 @@
+//! `POST /models/{id}/evaluate`: loss and metrics on labelled rows.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use ndarray::Array2;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::error::{Error, Problem, Result};
+use super::extract::{Json, Path};
+use super::{media_type, AppState};
+use crate::ingest::{self, CsvOptions, JsonTargets};
+use crate::nn::{Evaluation, Samples};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(evaluate))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvaluationView {
+    /// Rows evaluated.
+    pub rows: usize,
+    #[serde(flatten)]
+    pub evaluation: Evaluation,
+}
+
+/// Labelled rows as JSON.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LabelledRows {
+    /// Feature rows in `feature_names` order.
+    pub features: Vec<Vec<f32>>,
+    pub targets: JsonTargets,
+}
+
+/// Evaluate on labelled rows: JSON, or CSV with the model's column names as a header.
+#[utoipa::path(post, path = "/models/{id}/evaluate", tag = "models",
+    params(("id" = Uuid, Path, description = "Model id")),
+    request_body(content(
+        (LabelledRows = "application/json"),
+        (String = "text/csv", example = "x0,x1,x2,x3,label\n0.1,0.5,-1.2,3.0,1\n"),
+    )),
+    responses(
+        (status = 200, description = "Loss and the spec's metrics", body = EvaluationView),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor CSV", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Rows or labels that do not fit the model", body = Problem,
+            content_type = "application/problem+json"),
+    ))]
+async fn evaluate(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EvaluationView>> {
+    let served = state.models.get(&state.store, id).await?;
+    let stored = state.store.model(id).await?;
+    let (x, y) = match media_type(&headers).as_deref() {
+        Some("application/json") => {
+            let rows: LabelledRows = serde_json::from_slice(&body).map_err(|e| {
+                if e.is_data() {
+                    Error::Unprocessable(e.to_string())
+                } else {
+                    Error::BadRequest(e.to_string())
+                }
+            })?;
+            labelled_matrix(rows, served.feature_names.len(), stored.target_names.len())?
+        }
+        Some("text/csv" | "application/csv") => {
+            let options = CsvOptions {
+                targets: stored.target_names.clone(),
+                feature_order: Some(stored.feature_names.clone()),
+            };
+            tokio::task::spawn_blocking(move || csv_matrix(&body, &options))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))??
+        }
+        other => {
+            return Err(Error::UnsupportedMediaType(format!(
+                "Content-Type must be application/json or text/csv, got {}",
+                other.unwrap_or("none")
+            )))
+        }
+    };
+    let rows = x.nrows();
+    let evaluation = tokio::task::spawn_blocking(move || {
+        served.model.evaluate(Samples::new(x.view(), y.view()))
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    Ok(Json(EvaluationView { rows, evaluation }))
+}
+
+fn labelled_matrix(
+    rows: LabelledRows,
+    features: usize,
+    targets: usize,
+) -> Result<(Array2<f32>, Array2<f32>)> {
+    let n = rows.features.len();
+    let mut x = Vec::with_capacity(n * features);
+    for (i, row) in rows.features.iter().enumerate() {
+        if row.len() != features {
+            return Err(Error::Unprocessable(format!(
+                "features[{i}] has {} values, the model expects {features}",
+                row.len()
+            )));
+        }
+        x.extend_from_slice(row);
+    }
+    let y: Vec<f32> = match rows.targets {
+        JsonTargets::Column(values) if targets == 1 => values,
+        JsonTargets::Column(_) => {
+            return Err(Error::Unprocessable(format!(
+                "targets must be rows of {targets} values"
+            )))
+        }
+        JsonTargets::Rows(values) => {
+            if let Some(i) = values.iter().position(|row| row.len() != targets) {
+                return Err(Error::Unprocessable(format!(
+                    "targets[{i}] has {} values, the model has {targets} targets",
+                    values[i].len()
+                )));
+            }
+            values.concat()
+        }
+    };
+    if y.len() != n * targets || n == 0 {
+        return Err(Error::Unprocessable(format!(
+            "features has {n} rows but targets has {}; both need the same, non-zero count",
+            y.len() / targets.max(1)
+        )));
+    }
+    let x = Array2::from_shape_vec((n, features), x).expect("checked widths");
+    let y = Array2::from_shape_vec((n, targets), y).expect("checked widths");
+    Ok((x, y))
+}
+
+fn csv_matrix(body: &[u8], options: &CsvOptions) -> Result<(Array2<f32>, Array2<f32>)> {
+    let mut values = Vec::new();
+    let parsed = ingest::parse_csv(body, options, |chunk| {
+        values.extend(
+            chunk
+                .data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        );
+        Ok(())
+    })?;
+    let width = parsed.feature_names.len() + parsed.target_names.len();
+    let features = parsed.feature_names.len();
+    let matrix = Array2::from_shape_vec((parsed.rows, width), values).expect("whole rows");
+    let x = matrix.slice(ndarray::s![.., ..features]).to_owned();
+    let y = matrix.slice(ndarray::s![.., features..]).to_owned();
+    Ok((x, y))
+}

@@ -1,0 +1,97 @@
+//! `POST /models/{id}/predict`.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use ndarray::{Array2, ArrayView2};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::error::{Error, Problem, Result};
+use super::extract::{Json, Path};
+use super::instances::{self, InstancesError};
+use super::AppState;
+use crate::models::ServedModel;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(predict))
+}
+
+/// Rows to predict, TensorFlow Serving style.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documents the body, which `instances::parse` reads in one pass instead.
+#[schema(example = json!({"instances": [[5.1, 3.5, 1.4, 0.2], {"x0": 6.7, "x1": 3.0, "x2": 5.2, "x3": 2.3}]}))]
+pub struct PredictRequest {
+    /// Each row an array of feature values in `feature_names` order, or an object keyed by
+    /// feature name.
+    pub instances: Vec<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Predictions {
+    /// One row of outputs per instance (probabilities for classifiers).
+    #[serde(serialize_with = "rows")]
+    #[schema(value_type = Vec<Vec<f32>>)]
+    pub predictions: Array2<f32>,
+    /// Classification models only: the predicted class per instance.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<usize>>,
+}
+
+fn rows<S: Serializer>(
+    matrix: &Array2<f32>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_seq(matrix.rows().into_iter().map(|row| row.to_vec()))
+}
+
+/// Below this much work (rows × parameters) a prediction runs inline; above it, on a
+/// blocking thread so it cannot stall other requests.
+const INLINE_WORK: usize = 1 << 22;
+
+/// Predict.
+#[utoipa::path(post, path = "/models/{id}/predict", tag = "models",
+    params(("id" = Uuid, Path, description = "Model id")),
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "Predictions", body = Predictions),
+        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A row of the wrong width, an unknown or missing feature name",
+            body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn predict(
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    body: Bytes,
+) -> Result<Json<Predictions>> {
+    let served = state.models.get(&state.store, id).await?;
+    let parsed = instances::parse(&body, &served.feature_names, &served.feature_index).map_err(
+        |e| match e {
+            InstancesError::Malformed(text) => Error::BadRequest(text),
+            InstancesError::Invalid(text) => Error::Unprocessable(text),
+        },
+    )?;
+    let run = move |served: Arc<ServedModel>| {
+        let x = ArrayView2::from_shape((parsed.rows, served.feature_names.len()), &parsed.values)
+            .expect("the parser checked every row's width");
+        let predictions = served.model.predict(x)?;
+        let classes = served.model.classes(predictions.view());
+        Ok::<_, Error>(Predictions {
+            predictions,
+            classes,
+        })
+    };
+    let predictions = if parsed.rows * served.params <= INLINE_WORK {
+        run(served)?
+    } else {
+        tokio::task::spawn_blocking(move || run(served))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??
+    };
+    Ok(Json(predictions))
+}

@@ -1,0 +1,166 @@
+//! One trial (one batch size) of a job: training on a blocking thread while the async side
+//! stores each epoch the moment it ends.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::run::{to_json, JobError, Matrix};
+use super::Inner;
+use crate::nn::{
+    self, EpochRecord, FitObserver, FitOptions, FitOutcome, Samples, TrainError, TrainingState,
+    ValidSpec,
+};
+use crate::store::{Checkpoint, EpochRow};
+
+pub(super) struct Trial {
+    pub job: Uuid,
+    pub index: usize,
+    pub batch_size: usize,
+    pub spec: ValidSpec,
+    pub matrix: Arc<Matrix>,
+}
+
+/// What the training thread reports, in order.
+enum Progress {
+    /// The checkpoint could not be resumed (e.g. written by another engine version): the
+    /// trial starts over, so its stored epochs must go first.
+    Restarted {
+        reason: String,
+    },
+    Epoch(FinishedEpoch),
+}
+
+struct FinishedEpoch {
+    record: EpochRecord,
+    /// The serialised training state: the checkpoint to resume from.
+    state: Vec<u8>,
+    /// The epoch where overfitting began, once recognised.
+    overfitting: Option<usize>,
+}
+
+impl Trial {
+    pub async fn run(
+        self,
+        inner: &Arc<Inner>,
+        cancel: &Arc<AtomicBool>,
+        resume: Option<Checkpoint>,
+    ) -> Result<FitOutcome, JobError> {
+        let (progress, mut reports) = mpsc::unbounded_channel();
+        // Raised when storing an epoch fails, so training stops instead of running blind.
+        let abort = Arc::new(AtomicBool::new(false));
+        let mut observer = Observer {
+            progress,
+            stop: [cancel.clone(), inner.stopping.clone(), abort.clone()],
+        };
+        let options = FitOptions {
+            batch_size: self.batch_size,
+            threads: inner.threads,
+        };
+        let (spec, matrix) = (self.spec.clone(), self.matrix.clone());
+        if let Some(checkpoint) = &resume {
+            tracing::info!(
+                trial = self.index,
+                epoch = checkpoint.epoch,
+                "resuming from checkpoint"
+            );
+        }
+        let span = tracing::Span::current();
+        let training = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let data = Samples::new(matrix.x.view(), matrix.y.view());
+            if let Some(checkpoint) = resume {
+                match nn::resume(
+                    &spec,
+                    data,
+                    None,
+                    &options,
+                    &checkpoint.state,
+                    &mut observer,
+                ) {
+                    Err(TrainError::Checkpoint(reason)) => {
+                        let _ = observer.progress.send(Progress::Restarted { reason });
+                    }
+                    other => return other,
+                }
+            }
+            nn::fit(&spec, data, None, &options, &mut observer)
+        });
+        let mut failure = None;
+        while let Some(report) = reports.recv().await {
+            if failure.is_some() {
+                continue;
+            }
+            if let Err(err) = self.store(inner, report).await {
+                abort.store(true, Ordering::Relaxed);
+                failure = Some(err);
+            }
+        }
+        let outcome = training
+            .await
+            .map_err(|e| JobError::Panicked(e.to_string()))?;
+        match failure {
+            Some(err) => Err(err),
+            None => Ok(outcome?),
+        }
+    }
+
+    async fn store(&self, inner: &Inner, report: Progress) -> Result<(), JobError> {
+        let FinishedEpoch {
+            record,
+            state,
+            overfitting,
+        } = match report {
+            Progress::Epoch(epoch) => epoch,
+            Progress::Restarted { reason } => {
+                tracing::warn!(trial = self.index, %reason, "checkpoint unusable; the trial starts over");
+                inner.store.reset_trial(self.job, self.index).await?;
+                return Ok(());
+            }
+        };
+        let row = EpochRow {
+            trial: self.index,
+            epoch: record.epoch,
+            batch_size: self.batch_size,
+            record: to_json(&record)?,
+        };
+        inner
+            .store
+            .record_epoch(self.job, &row, &state, overfitting)
+            .await?;
+        tracing::info!(
+            trial = self.index,
+            epoch = record.epoch,
+            loss = record.loss,
+            val_loss = ?record.val_loss,
+            seconds = record.seconds,
+            "epoch finished"
+        );
+        Ok(())
+    }
+}
+
+/// Hands finished epochs to the async side without blocking training on the database.
+struct Observer {
+    progress: mpsc::UnboundedSender<Progress>,
+    /// User cancellation, shutdown, storage failure.
+    stop: [Arc<AtomicBool>; 3],
+}
+
+impl FitObserver for Observer {
+    fn on_epoch_end(&mut self, record: &EpochRecord, state: &TrainingState) {
+        let _ = self.progress.send(Progress::Epoch(FinishedEpoch {
+            record: record.clone(),
+            state: state.to_bytes(),
+            overfitting: state.overfitting_epoch(),
+        }));
+    }
+
+    fn cancelled(&self) -> bool {
+        // A closed channel means the task storing the epochs is gone (runtime shutting
+        // down): nobody would record what training does next.
+        self.stop.iter().any(|flag| flag.load(Ordering::Relaxed)) || self.progress.is_closed()
+    }
+}
