@@ -31,7 +31,7 @@ pub fn server_args(addr: &str, database: &Path) -> Vec<String> {
         "--addr".into(),
         addr.into(),
         "--database-url".into(),
-        format!("sqlite://{}?mode=rwc", database.display()),
+        database.display().to_string(),
         "--workers".into(),
         "1".into(),
     ]

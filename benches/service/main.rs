@@ -166,6 +166,12 @@ const W2_NAME: &str = "bench-tiny4";
 
 /// Upload, training and predict against the real server; fills the nnserve column.
 async fn nnserve(s: &Setup, r: &mut Results, single: &Bytes, batch: &Bytes) -> Result<(), String> {
+    if ![Part::Upload, Part::W1, Part::W2, Part::Predict]
+        .iter()
+        .any(|p| s.wants(*p))
+    {
+        return Ok(());
+    }
     let bin = s
         .opts
         .bin
