@@ -1,0 +1,415 @@
+//! `cargo bench --bench service`: nnserve against Keras and PyTorch on the workloads of
+//! ../shared/bench, through the real server over HTTP (issue 4). Prints one table.
+//! Options: `cargo bench --bench service -- --help`.
+
+mod anchors;
+mod api;
+mod client;
+mod data;
+mod floor;
+mod latency;
+mod server;
+mod table;
+mod workloads;
+
+use anchors::{Anchor, Framework, Source};
+use bytes::Bytes;
+use clap::{Parser, ValueEnum};
+use client::Conn;
+use data::DataSet;
+use latency::{Budget, Target};
+use server::Server;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use table::Results;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, ValueEnum)]
+enum Part {
+    Anchors,
+    Upload,
+    W1,
+    W2,
+    Predict,
+    Floor,
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    about = "nnserve benchmark: training, predict and upload through the real server, beside Keras and PyTorch"
+)]
+struct Opts {
+    /// Small data (6000 / 2000 rows) and few epochs: a smoke run, not comparable to the targets.
+    #[arg(long, env = "NNSERVE_BENCH_QUICK")]
+    quick: bool,
+    /// Parts to leave out, comma-separated. `upload` reuses the datasets of a database kept with --db.
+    #[arg(long, env = "NNSERVE_BENCH_SKIP", value_delimiter = ',')]
+    skip: Vec<Part>,
+    /// Epochs of W1 and W2, for nnserve and the anchors alike (recipes: 5 and 20).
+    #[arg(long, env = "NNSERVE_BENCH_EPOCHS")]
+    epochs: Option<usize>,
+    /// Keep the server's database in this file instead of a temporary one.
+    #[arg(long, env = "NNSERVE_BENCH_DB")]
+    db: Option<PathBuf>,
+    /// The server binary (default: the nnserve cargo built beside this benchmark).
+    #[arg(long, env = "NNSERVE_BIN")]
+    bin: Option<PathBuf>,
+    /// Directory holding make_data.py and the anchor scripts.
+    #[arg(long, env = "NNSERVE_BENCH_SCRIPTS")]
+    scripts: Option<PathBuf>,
+    /// Seed of the training jobs.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Most minutes one training job may take before it is cancelled.
+    #[arg(long, default_value_t = 30)]
+    job_minutes: u64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+struct Setup {
+    opts: Opts,
+    root: PathBuf,
+    scripts: PathBuf,
+    python: PathBuf,
+    out: PathBuf,
+    w1: DataSet,
+    w2: DataSet,
+    w1_epochs: usize,
+    w2_epochs: usize,
+}
+
+impl Setup {
+    fn wants(&self, p: Part) -> bool {
+        !self.opts.skip.contains(&p)
+    }
+
+    /// Epochs to pass to the anchors: only when they differ from the recipe's.
+    fn anchor_epochs(&self, w: usize) -> Option<usize> {
+        let recipe = [5, 20][w];
+        let e = [self.w1_epochs, self.w2_epochs][w];
+        (e != recipe).then_some(e)
+    }
+
+    fn budget(&self) -> Budget {
+        match self.opts.quick {
+            true => Budget {
+                warmup: 50,
+                sequential: 300,
+                concurrent_requests: 2_000,
+                concurrent_seconds: 3.0,
+                connections: 32,
+                batch_requests: 5,
+            },
+            false => Budget {
+                warmup: 500,
+                sequential: 5_000,
+                concurrent_requests: 100_000,
+                concurrent_seconds: 10.0,
+                connections: 32,
+                batch_requests: 30,
+            },
+        }
+    }
+}
+
+fn setup(opts: Opts) -> Result<Setup, String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let scripts = opts
+        .scripts
+        .clone()
+        .unwrap_or_else(|| root.join("../shared/bench"));
+    if !scripts.join("make_data.py").exists() {
+        return Err(format!(
+            "{} has no make_data.py; set NNSERVE_BENCH_SCRIPTS",
+            scripts.display()
+        ));
+    }
+    let (dir, w1_rows, w2_rows) = match opts.quick {
+        true => (root.join("bench-data/quick"), Some(6_000), Some(2_000)),
+        false => (root.join("bench-data"), None, None),
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let out = root.join(format!("target/bench-service/{stamp}"));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let w1_epochs = opts.epochs.unwrap_or(if opts.quick { 2 } else { 5 });
+    let w2_epochs = opts.epochs.unwrap_or(if opts.quick { 3 } else { 20 });
+    Ok(Setup {
+        python: data::python(&root),
+        w1: DataSet {
+            generator: "blobs784",
+            rows: w1_rows,
+            path: dir.join("blobs784.csv"),
+            target: "label",
+        },
+        w2: DataSet {
+            generator: "tiny4",
+            rows: w2_rows,
+            path: dir.join("tiny4.csv"),
+            target: "y",
+        },
+        opts,
+        root,
+        scripts,
+        out,
+        w1_epochs,
+        w2_epochs,
+    })
+}
+
+const W1_NAME: &str = "bench-blobs784";
+const W2_NAME: &str = "bench-tiny4";
+
+/// Upload, training and predict against the real server; fills the nnserve column.
+async fn nnserve(s: &Setup, r: &mut Results, single: &Bytes, batch: &Bytes) -> Result<(), String> {
+    if ![Part::Upload, Part::W1, Part::W2, Part::Predict]
+        .iter()
+        .any(|p| s.wants(*p))
+    {
+        return Ok(());
+    }
+    let bin = s
+        .opts
+        .bin
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nnserve")));
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let db = s
+        .opts
+        .db
+        .clone()
+        .unwrap_or_else(|| tmp.path().join("bench.db"));
+    let (mut w1_id, mut w2_id) = (None, None);
+    if s.wants(Part::Upload) {
+        // The upload server is stopped before training so that the training server's
+        // VmHWM is the peak of training alone, not of parsing 153 MB of CSV.
+        let server = Server::start(&bin, &db, s.out.join("server-upload.log")).await?;
+        let mut c = Conn::open(server.addr).await?;
+        eprintln!("uploading {} ...", s.w1.path.display());
+        let up = workloads::upload(&mut c, &s.w1.path, W1_NAME, s.w1.target)
+            .await
+            .map_err(|e| format!("{e}\n{}", server.log_tail()))?;
+        w1_id = Some(up.dataset_id.clone());
+        r.upload = Some(up);
+        w2_id = Some(
+            workloads::upload(&mut c, &s.w2.path, W2_NAME, s.w2.target)
+                .await?
+                .dataset_id,
+        );
+        server.stop();
+    }
+    let server = Server::start(&bin, &db, s.out.join("server.log")).await?;
+    let mut c = Conn::open(server.addr).await?;
+    let timeout = Duration::from_secs(60 * s.opts.job_minutes);
+    let tail = |e: String| format!("{e}\n{}", server.log_tail());
+    if s.wants(Part::W1) {
+        let id = match w1_id {
+            Some(id) => id,
+            None => workloads::find_dataset(&mut c, W1_NAME).await?,
+        };
+        eprintln!("training W1 ({} epochs) ...", s.w1_epochs);
+        r.w1 = Some(
+            workloads::train(
+                &mut c,
+                &api::w1_job(&id, s.w1_epochs, s.opts.seed),
+                server.pid(),
+                timeout,
+            )
+            .await
+            .map_err(tail)?,
+        );
+    }
+    if s.wants(Part::W2) {
+        let id = match w2_id {
+            Some(id) => id,
+            None => workloads::find_dataset(&mut c, W2_NAME).await?,
+        };
+        eprintln!("training W2 ({} epochs) ...", s.w2_epochs);
+        r.w2 = Some(
+            workloads::train(
+                &mut c,
+                &api::w2_job(&id, s.w2_epochs, s.opts.seed),
+                server.pid(),
+                timeout,
+            )
+            .await
+            .map_err(tail)?,
+        );
+    }
+    if let (true, Some(w1)) = (s.wants(Part::Predict), &r.w1) {
+        eprintln!("measuring predict ...");
+        let path = api::predict(&w1.model_id);
+        let target = Target {
+            addr: server.addr,
+            path: &path,
+            single: single.clone(),
+            batch: batch.clone(),
+            batch_rows: 1000,
+        };
+        check_predict(&mut c, &path, batch).await.map_err(tail)?;
+        r.predict = Some(latency::measure(&target, &s.budget()).await.map_err(tail)?);
+    }
+    server.stop();
+    Ok(())
+}
+
+/// One 1000-row predict must answer 1000 predictions before its speed means anything.
+async fn check_predict(c: &mut Conn, path: &str, batch: &Bytes) -> Result<(), String> {
+    let reply = c
+        .request(
+            hyper::Method::POST,
+            path,
+            Some("application/json"),
+            batch.clone(),
+        )
+        .await?;
+    let v = reply.expect("predict 1000 rows", hyper::StatusCode::OK)?;
+    match api::prediction_count(&v) {
+        Some(1000) => Ok(()),
+        n => Err(format!("predict of 1000 rows returned {n:?} predictions")),
+    }
+}
+
+fn run_anchors(s: &Setup, r: &mut Results) {
+    for fw in [Framework::Keras, Framework::Torch] {
+        let slot = match fw {
+            Framework::Keras => &mut r.keras,
+            Framework::Torch => &mut r.torch,
+        };
+        if !data::importable(&s.python, fw.modules()) {
+            eprintln!(
+                "{} is not importable by {}: using the reference figures of {}/README.md.\n  To measure it here: python3 -m venv .venv-bench && {}\n  (or set NNSERVE_BENCH_PYTHON)",
+                fw.name(),
+                s.python.display(),
+                s.scripts.display(),
+                fw.install_hint()
+            );
+            *slot = [0, 1].map(|_| {
+                Some(Anchor {
+                    framework: fw,
+                    source: Source::Reference,
+                })
+            });
+            continue;
+        }
+        for (w, (part, set, workload)) in [(Part::W1, &s.w1, "mlp784"), (Part::W2, &s.w2, "tiny4")]
+            .into_iter()
+            .enumerate()
+        {
+            if !s.wants(part) {
+                continue;
+            }
+            eprintln!("running the {} anchor on {workload} ...", fw.name());
+            let log = s
+                .out
+                .join(format!("{}-{workload}.log", fw.name().to_lowercase()));
+            let source = anchors::run(
+                &s.python,
+                &s.scripts,
+                fw,
+                workload,
+                &set.path,
+                s.anchor_epochs(w),
+                &log,
+            );
+            if let Source::Failed(why) = &source {
+                eprintln!("  {} {workload} failed: {why}", fw.name());
+            }
+            slot[w] = Some(Anchor {
+                framework: fw,
+                source,
+            });
+        }
+    }
+}
+
+async fn run(s: Setup) -> Result<(), String> {
+    for set in [&s.w1, &s.w2] {
+        data::ensure(&s.python, &s.scripts, set)?;
+    }
+    let rows = data::feature_rows(&s.w1.path, 1000)?;
+    let single = Bytes::from(api::instances_body(&rows[..1]));
+    let batch = Bytes::from(api::instances_body(&rows));
+    let mut r = Results::default();
+    if s.wants(Part::Floor) {
+        eprintln!("measuring the HTTP floor ...");
+        let addr = floor::start(10)?;
+        let target = Target {
+            addr,
+            path: floor::PATH,
+            single: single.clone(),
+            batch: batch.clone(),
+            batch_rows: 1000,
+        };
+        r.floor = Some(latency::measure(&target, &s.budget()).await?);
+    }
+    let served = nnserve(&s, &mut r, &single, &batch).await;
+    if s.wants(Part::Anchors) {
+        run_anchors(&s, &mut r);
+    }
+    print_report(&s, &r);
+    served
+}
+
+fn print_report(s: &Setup, r: &Results) {
+    let table = table::render(&table::rows(r));
+    println!("\n{table}");
+    println!("* in-process calls of the anchor scripts (no HTTP); nnserve's figures are over HTTP on loopback.");
+    println!("Ratios are anchor time / nnserve time (how many times faster nnserve is). \"(ref)\": README figure, not measured now.");
+    println!(
+        "W1: {} rows, {} epochs; W2: {} rows, {} epochs.{}",
+        s.w1.rows.map_or("60000".into(), |n| n.to_string()),
+        s.w1_epochs,
+        s.w2.rows.map_or("10000".into(), |n| n.to_string()),
+        s.w2_epochs,
+        if s.opts.quick {
+            " QUICK RUN: not comparable to the targets."
+        } else {
+            ""
+        }
+    );
+    if let Some(j) = &r.w1 {
+        let e: Vec<String> = j
+            .epochs
+            .iter()
+            .map(|e| format!("{:.3}", e.seconds))
+            .collect();
+        println!(
+            "W1 epoch seconds: [{}]; job wall time {:.2} s; server max sampled RSS {} MiB",
+            e.join(", "),
+            j.wall_seconds,
+            j.server_max_sampled_rss
+                .map_or("?".into(), |b| (b >> 20).to_string())
+        );
+    }
+    let path = s.out.join("table.md");
+    let _ = std::fs::write(&path, &table);
+    println!(
+        "logs and this table: {}   (data: {}, python: {})",
+        s.out.display(),
+        s.root.join("bench-data").display(),
+        s.python.display()
+    );
+}
+
+fn main() -> ExitCode {
+    let opts = Opts::parse();
+    let result = setup(opts).and_then(|s| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(run(s))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
