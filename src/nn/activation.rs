@@ -109,19 +109,10 @@ impl Activation {
     pub(crate) fn backward(self, z: &[f32], a: &[f32], d: &mut [f32]) {
         match self {
             Activation::Linear => {}
-            Activation::Relu => {
-                for (g, &zv) in d.iter_mut().zip(z) {
-                    if zv <= 0.0 {
-                        *g = 0.0;
-                    }
-                }
-            }
+            // Selects rather than branches, so these loops vectorise.
+            Activation::Relu => scale_by(d, z, a, |z, _| if z > 0.0 { 1.0 } else { 0.0 }),
             Activation::LeakyRelu => {
-                for (g, &zv) in d.iter_mut().zip(z) {
-                    if zv <= 0.0 {
-                        *g *= LEAKY_SLOPE;
-                    }
-                }
+                scale_by(d, z, a, |z, _| if z > 0.0 { 1.0 } else { LEAKY_SLOPE })
             }
             Activation::Sigmoid => scale_by(d, z, a, |_, a| a * (1.0 - a)),
             Activation::Tanh => scale_by(d, z, a, |_, a| 1.0 - a * a),
