@@ -35,11 +35,9 @@ pub(crate) fn matmul(
     } else {
         Parallelism::Rayon(threads)
     };
-    let (ds, as_, bs) = (
-        dst.strides().to_vec(),
-        a.strides().to_vec(),
-        b.strides().to_vec(),
-    );
+    let (d_rs, d_cs) = (dst.strides()[0], dst.strides()[1]);
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     // SAFETY: the shapes were checked above, the pointers and strides come from live
     // ndarray views of exactly those shapes, and `dst` is borrowed mutably so it
     // aliases neither operand.
@@ -49,15 +47,15 @@ pub(crate) fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            ds[1],
-            ds[0],
+            d_cs,
+            d_rs,
             accumulate,
             a.as_ptr(),
-            as_[1],
-            as_[0],
+            a_cs,
+            a_rs,
             b.as_ptr(),
-            bs[1],
-            bs[0],
+            b_cs,
+            b_rs,
             1.0,
             1.0,
             false,
