@@ -137,3 +137,60 @@ mod tests {
         }
     }
 }
+
+/// Manual: `cargo test --release --lib -- --ignored --nocapture w1_gemm_shapes`.
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use ndarray::Array2;
+
+    fn time(label: &str, reps: usize, mut f: impl FnMut()) {
+        f();
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        let per = t.elapsed().as_secs_f64() / reps as f64;
+        println!("{label:<44} {:8.1} us", per * 1e6);
+    }
+
+    #[test]
+    #[ignore = "timing, run by hand in release"]
+    fn w1_gemm_shapes() {
+        let threads = std::env::var("GEMM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2);
+        let a = Array2::from_elem((128, 784), 0.5f32);
+        let w = Array2::from_elem((784, 256), 0.25f32);
+        let w_t = Array2::from_elem((256, 784), 0.25f32);
+        let dz = Array2::from_elem((128, 256), 0.1f32);
+        let a_t = Array2::from_elem((784, 128), 0.5f32);
+        let mut z = Array2::zeros((128, 256));
+        let mut dw = Array2::zeros((784, 256));
+        let mut dx = Array2::zeros((128, 784));
+        let reps = 200;
+        time("fwd  Z=A·W [128x784]·[784x256]", reps, || {
+            matmul(z.view_mut(), a.view(), w.view(), false, threads)
+        });
+        time("dW = Aᵀ·dZ, Aᵀ as view", reps, || {
+            matmul(dw.view_mut(), a.t(), dz.view(), false, threads)
+        });
+        time("dW = Aᵀ·dZ, Aᵀ as copy", reps, || {
+            matmul(dw.view_mut(), a_t.view(), dz.view(), false, threads)
+        });
+        time("dX = dZ·Wᵀ, Wᵀ as view", reps, || {
+            matmul(dx.view_mut(), dz.view(), w.t(), false, threads)
+        });
+        time("dX = dZ·Wᵀ, Wᵀ as copy", reps, || {
+            matmul(dx.view_mut(), dz.view(), w_t.view(), false, threads)
+        });
+        // The layouts must agree exactly (same k order per element).
+        let mut dx_copy = Array2::zeros((128, 784));
+        matmul(dx_copy.view_mut(), dz.view(), w_t.view(), false, threads);
+        matmul(dx.view_mut(), dz.view(), w.t(), false, threads);
+        assert_eq!(dx, dx_copy);
+        let gflop = 2.0 * 128.0 * 784.0 * 256.0 / 1e9;
+        println!("each product is {gflop:.3} GFLOP; threads {threads}");
+    }
+}
