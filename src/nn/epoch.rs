@@ -33,6 +33,7 @@ impl EpochLoop {
         spec: &ValidSpec,
         net: &Network,
         options: &FitOptions,
+        train_rows: usize,
         val_rows: Option<usize>,
     ) -> EpochLoop {
         let ts = spec.spec();
@@ -41,10 +42,12 @@ impl EpochLoop {
         } else {
             spec.facts.outputs
         };
+        // A batch size beyond the row count must not allocate beyond it.
+        let capacity = options.batch_size.min(train_rows);
         let val_capacity = val_rows.map_or(0, |r| r.clamp(1, CHUNK_ROWS));
         EpochLoop {
-            batch: Batch::new(options.batch_size, net.input_width, targets),
-            ws: Workspace::new(net, options.batch_size, true),
+            batch: Batch::new(capacity, net.input_width, targets),
+            ws: Workspace::new(net, capacity, true),
             val_batch: Batch::new(val_capacity, net.input_width, targets),
             val_ws: Workspace::new(net, val_capacity, false),
             threads: options.threads,
