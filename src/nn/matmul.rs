@@ -8,6 +8,9 @@
 use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+/// Products with fewer multiply-adds than this run on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
 /// `dst = a · b`, or `dst += a · b` when `accumulate`. Any strides (transposed views
 /// included); `threads` ≤ 1 runs on the calling thread.
 pub(crate) fn matmul(
@@ -30,10 +33,12 @@ pub(crate) fn matmul(
         }
         return;
     }
-    let parallelism = if threads <= 1 {
-        Parallelism::None
-    } else {
+    // Waking the pool costs tens of µs, more than a small product takes; gemm keeps
+    // the k order per element either way, so this choice changes no bit.
+    let parallelism = if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
         Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
     };
     let (d_rs, d_cs) = (dst.strides()[0], dst.strides()[1]);
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
@@ -175,6 +180,15 @@ mod bench {
         });
         time("dW = Aᵀ·dZ, Aᵀ as view", reps, || {
             matmul(dw.view_mut(), a.t(), dz.view(), false, threads)
+        });
+        time("dW = (dZᵀ·A)ᵀ, transposed destination", reps, || {
+            matmul(
+                dw.view_mut().reversed_axes(),
+                dz.t(),
+                a.view(),
+                false,
+                threads,
+            )
         });
         time("dW = Aᵀ·dZ, Aᵀ as copy", reps, || {
             matmul(dw.view_mut(), a_t.view(), dz.view(), false, threads)
