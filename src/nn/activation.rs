@@ -97,8 +97,64 @@ fn scale_by(d: &mut [f32], z: &[f32], a: &[f32], f: impl Fn(f32, f32) -> f32) {
     }
 }
 
+/// Runs `f` compiled for AVX-512 or AVX2 when the CPU has them (the loops above are
+/// generic, so they vectorise to the wider lanes). Element-wise IEEE operations give
+/// the same bits at any width.
+#[inline]
+fn widest(f: impl FnOnce()) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn wide(f: impl FnOnce()) {
+            f()
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(f: impl FnOnce()) {
+            f()
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            return unsafe { wide(f) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 impl Activation {
+    /// `forward` over a contiguous block of rows `width` wide: one call for
+    /// element-wise activations, so small layers do not pay per-row overhead.
+    pub(crate) fn forward_block(self, z: &[f32], a: &mut [f32], width: usize) {
+        widest(|| {
+            if self == Activation::Softmax {
+                for (zr, ar) in z.chunks_exact(width).zip(a.chunks_exact_mut(width)) {
+                    self.forward(zr, ar);
+                }
+            } else {
+                self.forward(z, a);
+            }
+        })
+    }
+
+    /// `backward` over a contiguous block of rows `width` wide.
+    pub(crate) fn backward_block(self, z: &[f32], a: &[f32], d: &mut [f32], width: usize) {
+        widest(|| {
+            if self == Activation::Softmax {
+                let rows = z.chunks_exact(width).zip(a.chunks_exact(width));
+                for ((zr, ar), dr) in rows.zip(d.chunks_exact_mut(width)) {
+                    self.backward(zr, ar, dr);
+                }
+            } else {
+                self.backward(z, a, d);
+            }
+        })
+    }
+
     /// `a = f(z)` for one row.
+    #[inline]
     pub(crate) fn forward(self, z: &[f32], a: &mut [f32]) {
         match self {
             Activation::Linear => a.copy_from_slice(z),
@@ -132,6 +188,7 @@ impl Activation {
     }
 
     /// Turn `d` = ∂L/∂a into ∂L/∂z in place, for one row, given its `z` and `a`.
+    #[inline]
     pub(crate) fn backward(self, z: &[f32], a: &[f32], d: &mut [f32]) {
         match self {
             Activation::Linear => {}

@@ -70,17 +70,26 @@ impl Dense {
         threads: usize,
     ) {
         matmul(z.view_mut(), x, self.kernel.view(), false, threads); // [rows, out]
-        for (mut zr, mut ar) in z.rows_mut().into_iter().zip(a.rows_mut()) {
-            let zr = zr.as_slice_mut().expect("contiguous rows");
-            if let Some(b) = &self.bias {
+        if let Some(b) = &self.bias {
+            let b = b.as_slice().expect("contiguous bias");
+            for mut zr in z.rows_mut() {
                 // Slices, not ndarray iterators: this loop must vectorise.
-                for (v, &b) in zr.iter_mut().zip(b.as_slice().expect("contiguous bias")) {
+                for (v, &b) in zr
+                    .as_slice_mut()
+                    .expect("contiguous rows")
+                    .iter_mut()
+                    .zip(b)
+                {
                     *v += b;
                 }
             }
-            self.activation
-                .forward(zr, ar.as_slice_mut().expect("contiguous rows"));
         }
+        let width = self.units();
+        self.activation.forward_block(
+            z.as_slice().expect("contiguous rows"),
+            a.as_slice_mut().expect("contiguous rows"),
+            width,
+        );
     }
 
     /// Given `d` = ∂L/∂a (or ∂L/∂z already when `d_is_dz`), writes the kernel and bias
@@ -97,23 +106,24 @@ impl Dense {
         dx: Option<ArrayViewMut2<'_, f32>>,
         threads: usize,
     ) {
-        // ∂L/∂z and the bias gradient in one pass per row, while the row is in cache.
         let needs_dz = !d_is_dz && self.activation != Activation::Linear;
-        let mut db = grads.bias.as_mut().map(|db| {
+        let db = grads.bias.as_mut().map(|db| {
             db.fill(0.0);
             db.as_slice_mut().expect("contiguous bias gradient")
         });
-        if needs_dz || db.is_some() {
-            for ((zr, ar), mut dr) in z.rows().into_iter().zip(a.rows()).zip(d.rows_mut()) {
-                let dr = dr.as_slice_mut().expect("contiguous rows");
-                if needs_dz {
-                    let (zr, ar) = (zr.as_slice().unwrap(), ar.as_slice().unwrap());
-                    self.activation.backward(zr, ar, dr);
-                }
-                if let Some(db) = db.as_deref_mut() {
-                    for (s, &g) in db.iter_mut().zip(dr.iter()) {
-                        *s += g;
-                    }
+        if needs_dz {
+            self.activation.backward_block(
+                z.as_slice().expect("contiguous rows"),
+                a.as_slice().expect("contiguous rows"),
+                d.as_slice_mut().expect("contiguous rows"),
+                self.units(),
+            );
+        }
+        if let Some(db) = db {
+            for dr in d.rows() {
+                let dr = dr.as_slice().expect("contiguous rows");
+                for (s, &g) in db.iter_mut().zip(dr) {
+                    *s += g;
                 }
             }
         }
