@@ -97,64 +97,70 @@ fn scale_by(d: &mut [f32], z: &[f32], a: &[f32], f: impl Fn(f32, f32) -> f32) {
     }
 }
 
-/// Runs `f` compiled for AVX-512 or AVX2 when the CPU has them (the loops above are
-/// generic, so they vectorise to the wider lanes). Element-wise IEEE operations give
-/// the same bits at any width.
-#[inline]
-fn widest(f: impl FnOnce()) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn wide(f: impl FnOnce()) {
-            f()
+/// Defines `$name` to run `$body` compiled for AVX-512 or AVX2 when the CPU has them
+/// (the loops in `forward`/`backward` are inlined into it, so they vectorise to the
+/// wider lanes). Element-wise IEEE operations give the same bits at any width.
+macro_rules! widest {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$doc])*
+        pub(crate) fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the feature the function is compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+                if is_x86_feature_detected!("avx2") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
         }
-        #[target_feature(enable = "avx2")]
-        fn avx2(f: impl FnOnce()) {
-            f()
-        }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the feature the function is compiled for.
-            return unsafe { wide(f) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { avx2(f) };
-        }
-    }
-    f()
+    };
 }
 
 impl Activation {
-    /// `forward` over a contiguous block of rows `width` wide: one call for
-    /// element-wise activations, so small layers do not pay per-row overhead.
-    pub(crate) fn forward_block(self, z: &[f32], a: &mut [f32], width: usize) {
-        widest(|| {
-            if self == Activation::Softmax {
+    widest! {
+        /// `forward` over a contiguous block of rows `width` wide: one call for
+        /// element-wise activations, so small layers do not pay per-row overhead.
+        fn forward_block(act: Activation, z: &[f32], a: &mut [f32], width: usize) {
+            if act == Activation::Softmax {
                 for (zr, ar) in z.chunks_exact(width).zip(a.chunks_exact_mut(width)) {
-                    self.forward(zr, ar);
+                    act.forward(zr, ar);
                 }
             } else {
-                self.forward(z, a);
+                act.forward(z, a);
             }
-        })
+        }
     }
 
-    /// `backward` over a contiguous block of rows `width` wide.
-    pub(crate) fn backward_block(self, z: &[f32], a: &[f32], d: &mut [f32], width: usize) {
-        widest(|| {
-            if self == Activation::Softmax {
+    widest! {
+        /// `backward` over a contiguous block of rows `width` wide.
+        fn backward_block(act: Activation, z: &[f32], a: &[f32], d: &mut [f32], width: usize) {
+            if act == Activation::Softmax {
                 let rows = z.chunks_exact(width).zip(a.chunks_exact(width));
                 for ((zr, ar), dr) in rows.zip(d.chunks_exact_mut(width)) {
-                    self.backward(zr, ar, dr);
+                    act.backward(zr, ar, dr);
                 }
             } else {
-                self.backward(z, a, d);
+                act.backward(z, a, d);
             }
-        })
+        }
     }
 
-    /// `a = f(z)` for one row.
-    #[inline]
+    /// `a = f(z)` for one row. Always inlined, so `widest` compiles it for wide lanes.
+    #[inline(always)]
     pub(crate) fn forward(self, z: &[f32], a: &mut [f32]) {
         match self {
             Activation::Linear => a.copy_from_slice(z),
@@ -188,7 +194,7 @@ impl Activation {
     }
 
     /// Turn `d` = ∂L/∂a into ∂L/∂z in place, for one row, given its `z` and `a`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn backward(self, z: &[f32], a: &[f32], d: &mut [f32]) {
         match self {
             Activation::Linear => {}

@@ -85,7 +85,8 @@ impl Dense {
             }
         }
         let width = self.units();
-        self.activation.forward_block(
+        Activation::forward_block(
+            self.activation,
             z.as_slice().expect("contiguous rows"),
             a.as_slice_mut().expect("contiguous rows"),
             width,
@@ -112,7 +113,8 @@ impl Dense {
             db.as_slice_mut().expect("contiguous bias gradient")
         });
         if needs_dz {
-            self.activation.backward_block(
+            Activation::backward_block(
+                self.activation,
                 z.as_slice().expect("contiguous rows"),
                 a.as_slice().expect("contiguous rows"),
                 d.as_slice_mut().expect("contiguous rows"),
