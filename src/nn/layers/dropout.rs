@@ -17,28 +17,28 @@ pub(crate) fn forward_train(
 ) {
     let keep = 1.0 / (1.0 - rate);
     let threshold = (f64::from(rate) * 4_294_967_296.0) as u64;
+    let pick = |r: u64| if r >= threshold { keep } else { 0.0 };
     let m = mask.as_slice_mut().expect("contiguous mask");
-    let mut pairs = m.chunks_exact_mut(2);
-    for pair in &mut pairs {
+    let o = out.as_slice_mut().expect("contiguous output");
+    let x = x.as_slice().expect("contiguous input");
+    // Mask and product in one pass, two draws per pair of elements.
+    let mut pairs = m
+        .chunks_exact_mut(2)
+        .zip(o.chunks_exact_mut(2).zip(x.chunks_exact(2)));
+    for (mp, (op, xp)) in &mut pairs {
         let r = rng.next_u64();
-        pair[0] = if (r & 0xFFFF_FFFF) >= threshold {
-            keep
-        } else {
-            0.0
-        };
-        pair[1] = if (r >> 32) >= threshold { keep } else { 0.0 };
+        let (k0, k1) = (pick(r & 0xFFFF_FFFF), pick(r >> 32));
+        mp[0] = k0;
+        mp[1] = k1;
+        op[0] = xp[0] * k0;
+        op[1] = xp[1] * k1;
     }
-    if let [last] = pairs.into_remainder() {
-        *last = if (rng.next_u64() >> 32) >= threshold {
-            keep
-        } else {
-            0.0
-        };
+    if m.len() % 2 == 1 {
+        let k = pick(rng.next_u64() >> 32);
+        let last = m.len() - 1;
+        m[last] = k;
+        o[last] = x[last] * k;
     }
-    Zip::from(&mut out)
-        .and(&x)
-        .and(&mask)
-        .for_each(|o, &x, &k| *o = x * k);
 }
 
 /// ∂L/∂x = ∂L/∂out ⊙ mask.
