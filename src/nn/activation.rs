@@ -16,6 +16,32 @@ pub(crate) fn sigmoid(z: f32) -> f32 {
     }
 }
 
+/// tanh as a clamped rational function (the form Eigen, and so TensorFlow on CPU,
+/// uses): branch-free, so a layer's loop vectorises, where libm's `tanhf` is a
+/// per-element call that dominated small networks' epochs. Error < 5e-7 absolute.
+#[inline]
+pub(crate) fn tanh(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    const A: [f32; 7] = [
+        4.893_524_6e-3,
+        6.372_619_3e-4,
+        1.485_722_4e-5,
+        5.122_297e-8,
+        -8.604_672e-11,
+        2.000_188e-13,
+        -2.760_768_5e-16,
+    ];
+    const B: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+    let x = x.clamp(-CLAMP, CLAMP);
+    let x2 = x * x;
+    let mut p = A[6];
+    for &a in A[..6].iter().rev() {
+        p = p * x2 + a;
+    }
+    let q = ((B[3] * x2 + B[2]) * x2 + B[1]) * x2 + B[0];
+    x * p / q
+}
+
 /// log(1 + e^z) without overflow.
 #[inline]
 pub(crate) fn softplus(z: f32) -> f32 {
@@ -87,7 +113,7 @@ impl Activation {
                 }
             }
             Activation::Sigmoid => map_into(z, a, sigmoid),
-            Activation::Tanh => map_into(z, a, f32::tanh),
+            Activation::Tanh => map_into(z, a, tanh),
             Activation::Elu => map_into(z, a, |v| if v > 0.0 { v } else { v.exp_m1() }),
             Activation::Gelu => map_into(z, a, gelu),
             Activation::Softplus => map_into(z, a, softplus),
@@ -109,19 +135,10 @@ impl Activation {
     pub(crate) fn backward(self, z: &[f32], a: &[f32], d: &mut [f32]) {
         match self {
             Activation::Linear => {}
-            Activation::Relu => {
-                for (g, &zv) in d.iter_mut().zip(z) {
-                    if zv <= 0.0 {
-                        *g = 0.0;
-                    }
-                }
-            }
+            // Selects rather than branches, so these loops vectorise.
+            Activation::Relu => scale_by(d, z, a, |z, _| if z > 0.0 { 1.0 } else { 0.0 }),
             Activation::LeakyRelu => {
-                for (g, &zv) in d.iter_mut().zip(z) {
-                    if zv <= 0.0 {
-                        *g *= LEAKY_SLOPE;
-                    }
-                }
+                scale_by(d, z, a, |z, _| if z > 0.0 { 1.0 } else { LEAKY_SLOPE })
             }
             Activation::Sigmoid => scale_by(d, z, a, |_, a| a * (1.0 - a)),
             Activation::Tanh => scale_by(d, z, a, |_, a| 1.0 - a * a),
@@ -209,6 +226,20 @@ mod tests {
                 "{act:?}: {a:?} {d:?}"
             );
         }
+    }
+
+    #[test]
+    fn fast_tanh_matches_libm() {
+        let mut worst = 0.0f64;
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 5e-4;
+            worst = worst.max((f64::from(tanh(x)) - f64::from(x).tanh()).abs());
+        }
+        for x in [12.0f32, -30.0, 1e-8, -1e-30, f32::MAX, f32::MIN] {
+            worst = worst.max((f64::from(tanh(x)) - f64::from(x).tanh()).abs());
+        }
+        assert!(worst < 5e-7, "{worst}");
+        assert_eq!(tanh(0.0), 0.0);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Where mini-batches come from. The training loop only sees `BatchSource`, so a
 //! streaming source (datasets larger than memory) can replace the in-memory one.
 
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1};
 
 use super::metrics::argmax;
 use super::rng::Rng;
@@ -43,6 +43,15 @@ pub(crate) trait BatchSource {
     fn start_epoch(&mut self, shuffle: Option<&mut Rng>);
     /// Fill `batch` with up to its capacity of the next rows; false when the pass is over.
     fn next_batch(&mut self, batch: &mut Batch) -> bool;
+}
+
+/// A plain memcpy for the usual row-major input; any other layout element by element.
+#[inline]
+fn copy_row(from: ArrayView1<'_, f32>, mut to: ArrayViewMut1<'_, f32>) {
+    match (from.as_slice(), to.as_slice_mut()) {
+        (Some(src), Some(dst)) => dst.copy_from_slice(src),
+        _ => to.assign(&from),
+    }
 }
 
 /// Rows of arrays in memory, selected by index.
@@ -105,13 +114,11 @@ impl BatchSource for InMemory<'_> {
         let end = (self.next + batch.x.nrows()).min(self.order.len());
         let picked = &self.order[self.next..end];
         for (i, &r) in picked.iter().enumerate() {
-            let (xs, ys) = (self.x.row(r), self.y.row(r));
-            batch.x.row_mut(i).assign(&xs);
-            batch.y.row_mut(i).assign(&ys);
-            batch.w[i] = match ys.as_slice() {
-                Some(y) => self.weight(y),
-                None => self.weight(&ys.to_vec()),
-            };
+            copy_row(self.x.row(r), batch.x.row_mut(i));
+            let mut target = batch.y.row_mut(i);
+            copy_row(self.y.row(r), target.view_mut());
+            let y = target.as_slice().expect("batch rows are contiguous");
+            batch.w[i] = self.weight(y);
         }
         batch.rows = picked.len();
         self.next = end;

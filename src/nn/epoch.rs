@@ -33,6 +33,7 @@ impl EpochLoop {
         spec: &ValidSpec,
         net: &Network,
         options: &FitOptions,
+        train_rows: usize,
         val_rows: Option<usize>,
     ) -> EpochLoop {
         let ts = spec.spec();
@@ -41,10 +42,12 @@ impl EpochLoop {
         } else {
             spec.facts.outputs
         };
+        // A batch size beyond the row count must not allocate beyond it.
+        let capacity = options.batch_size.min(train_rows);
         let val_capacity = val_rows.map_or(0, |r| r.clamp(1, CHUNK_ROWS));
         EpochLoop {
-            batch: Batch::new(options.batch_size, net.input_width, targets),
-            ws: Workspace::new(net, options.batch_size, true),
+            batch: Batch::new(capacity, net.input_width, targets),
+            ws: Workspace::new(net, capacity, true),
             val_batch: Batch::new(val_capacity, net.input_width, targets),
             val_ws: Workspace::new(net, val_capacity, false),
             threads: options.threads,
@@ -111,7 +114,14 @@ impl EpochLoop {
                 lr: p.learning_rate(),
                 iteration: p.iterations,
             };
-            apply_updates(net, &self.ws, optimizer, step, &mut state.moments);
+            apply_updates(
+                net,
+                &self.ws,
+                optimizer,
+                step,
+                &mut state.moments,
+                self.threads,
+            );
         }
         Ok((total / source.rows() as f64, tally))
     }
@@ -137,24 +147,27 @@ impl EpochLoop {
     }
 }
 
-/// One optimizer pass over every parameter buffer, in a fixed order.
+/// Buffers shorter than this are updated on one thread: splitting costs more.
+const PARALLEL_UPDATE_MIN: usize = 1 << 14;
+
+/// One optimizer pass over every parameter buffer, in a fixed order. Updates are
+/// element-wise, so splitting a buffer across threads changes no bit.
 fn apply_updates(
     net: &mut Network,
     ws: &Workspace,
     optimizer: &dyn Optimizer,
     step: Step,
     moments: &mut [Vec<f32>],
+    threads: usize,
 ) {
     let k = optimizer.moments();
     let mut slot = 0;
     let mut next = |param: &mut [f32], grad: &[f32], reg: Reg| {
-        optimizer.update(
-            step,
-            param,
-            grad,
-            reg,
-            &mut moments[slot * k..(slot + 1) * k],
-        );
+        let mut parts: [&mut [f32]; 3] = Default::default();
+        for (part, m) in parts.iter_mut().zip(&mut moments[slot * k..(slot + 1) * k]) {
+            *part = m.as_mut_slice();
+        }
+        update_split(optimizer, step, param, grad, reg, &mut parts[..k], threads);
         slot += 1;
     };
     for (layer, grads) in net.layers.iter_mut().zip(&ws.grads) {
@@ -174,4 +187,45 @@ fn apply_updates(
             }
         }
     }
+}
+
+/// Halves the buffer (and its moments) recursively over `threads` with `rayon::join`,
+/// which needs no allocation.
+fn update_split(
+    optimizer: &dyn Optimizer,
+    step: Step,
+    param: &mut [f32],
+    grad: &[f32],
+    reg: Reg,
+    moments: &mut [&mut [f32]],
+    threads: usize,
+) {
+    if threads <= 1 || param.len() < PARALLEL_UPDATE_MIN {
+        optimizer.update(step, param, grad, reg, moments);
+        return;
+    }
+    let mid = (param.len() / 2).next_multiple_of(64).min(param.len());
+    let (p1, p2) = param.split_at_mut(mid);
+    let (g1, g2) = grad.split_at(mid);
+    let (mut left, mut right): ([&mut [f32]; 3], [&mut [f32]; 3]) = Default::default();
+    for (i, m) in moments.iter_mut().enumerate() {
+        let (a, b) = std::mem::take(m).split_at_mut(mid);
+        (left[i], right[i]) = (a, b);
+    }
+    let k = moments.len();
+    let half = threads / 2;
+    rayon::join(
+        || update_split(optimizer, step, p1, g1, reg, &mut left[..k], half),
+        || {
+            update_split(
+                optimizer,
+                step,
+                p2,
+                g2,
+                reg,
+                &mut right[..k],
+                threads - half,
+            )
+        },
+    );
 }

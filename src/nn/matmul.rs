@@ -8,6 +8,9 @@
 use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+/// Products with fewer multiply-adds than this run on the calling thread.
+const PARALLEL_MIN_MACS: usize = 1 << 20;
+
 /// `dst = a · b`, or `dst += a · b` when `accumulate`. Any strides (transposed views
 /// included); `threads` ≤ 1 runs on the calling thread.
 pub(crate) fn matmul(
@@ -30,16 +33,16 @@ pub(crate) fn matmul(
         }
         return;
     }
-    let parallelism = if threads <= 1 {
-        Parallelism::None
-    } else {
+    // Waking the pool costs tens of µs, more than a small product takes; gemm keeps
+    // the k order per element either way, so this choice changes no bit.
+    let parallelism = if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
         Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
     };
-    let (ds, as_, bs) = (
-        dst.strides().to_vec(),
-        a.strides().to_vec(),
-        b.strides().to_vec(),
-    );
+    let (d_rs, d_cs) = (dst.strides()[0], dst.strides()[1]);
+    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
+    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
     // SAFETY: the shapes were checked above, the pointers and strides come from live
     // ndarray views of exactly those shapes, and `dst` is borrowed mutably so it
     // aliases neither operand.
@@ -49,15 +52,15 @@ pub(crate) fn matmul(
             n,
             k,
             dst.as_mut_ptr(),
-            ds[1],
-            ds[0],
+            d_cs,
+            d_rs,
             accumulate,
             a.as_ptr(),
-            as_[1],
-            as_[0],
+            a_cs,
+            a_rs,
             b.as_ptr(),
-            bs[1],
-            bs[0],
+            b_cs,
+            b_rs,
             1.0,
             1.0,
             false,
@@ -137,5 +140,71 @@ mod tests {
         for ((i, j), &e) in expected.indexed_iter() {
             assert!((dst_t[[j, i]] - e).abs() < 1e-4);
         }
+    }
+}
+
+/// Manual: `cargo test --release --lib -- --ignored --nocapture w1_gemm_shapes`.
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use ndarray::Array2;
+
+    fn time(label: &str, reps: usize, mut f: impl FnMut()) {
+        f();
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        let per = t.elapsed().as_secs_f64() / reps as f64;
+        println!("{label:<44} {:8.1} us", per * 1e6);
+    }
+
+    #[test]
+    #[ignore = "timing, run by hand in release"]
+    fn w1_gemm_shapes() {
+        let threads = std::env::var("GEMM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(2);
+        let a = Array2::from_elem((128, 784), 0.5f32);
+        let w = Array2::from_elem((784, 256), 0.25f32);
+        let w_t = Array2::from_elem((256, 784), 0.25f32);
+        let dz = Array2::from_elem((128, 256), 0.1f32);
+        let a_t = Array2::from_elem((784, 128), 0.5f32);
+        let mut z = Array2::zeros((128, 256));
+        let mut dw = Array2::zeros((784, 256));
+        let mut dx = Array2::zeros((128, 784));
+        let reps = 200;
+        time("fwd  Z=A·W [128x784]·[784x256]", reps, || {
+            matmul(z.view_mut(), a.view(), w.view(), false, threads)
+        });
+        time("dW = Aᵀ·dZ, Aᵀ as view", reps, || {
+            matmul(dw.view_mut(), a.t(), dz.view(), false, threads)
+        });
+        time("dW = (dZᵀ·A)ᵀ, transposed destination", reps, || {
+            matmul(
+                dw.view_mut().reversed_axes(),
+                dz.t(),
+                a.view(),
+                false,
+                threads,
+            )
+        });
+        time("dW = Aᵀ·dZ, Aᵀ as copy", reps, || {
+            matmul(dw.view_mut(), a_t.view(), dz.view(), false, threads)
+        });
+        time("dX = dZ·Wᵀ, Wᵀ as view", reps, || {
+            matmul(dx.view_mut(), dz.view(), w.t(), false, threads)
+        });
+        time("dX = dZ·Wᵀ, Wᵀ as copy", reps, || {
+            matmul(dx.view_mut(), dz.view(), w_t.view(), false, threads)
+        });
+        // The layouts must agree exactly (same k order per element).
+        let mut dx_copy = Array2::zeros((128, 784));
+        matmul(dx_copy.view_mut(), dz.view(), w_t.view(), false, threads);
+        matmul(dx.view_mut(), dz.view(), w.t(), false, threads);
+        assert_eq!(dx, dx_copy);
+        let gflop = 2.0 * 128.0 * 784.0 * 256.0 / 1e9;
+        println!("each product is {gflop:.3} GFLOP; threads {threads}");
     }
 }

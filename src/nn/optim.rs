@@ -21,6 +21,10 @@ pub(crate) struct Reg {
 }
 
 impl Reg {
+    pub fn is_zero(self) -> bool {
+        self.l1 == 0.0 && self.l2 == 0.0
+    }
+
     #[inline]
     fn grad(self, w: f32) -> f32 {
         let sign = if w > 0.0 {
@@ -44,7 +48,7 @@ pub(crate) trait Optimizer: Send + Sync {
         param: &mut [f32],
         grad: &[f32],
         reg: Reg,
-        moments: &mut [Vec<f32>],
+        moments: &mut [&mut [f32]],
     );
 }
 
@@ -91,7 +95,7 @@ impl Optimizer for Sgd {
         param: &mut [f32],
         grad: &[f32],
         reg: Reg,
-        moments: &mut [Vec<f32>],
+        moments: &mut [&mut [f32]],
     ) {
         let lr = step.lr;
         if self.momentum == 0.0 {
@@ -128,14 +132,25 @@ impl Optimizer for Adam {
         param: &mut [f32],
         grad: &[f32],
         reg: Reg,
-        moments: &mut [Vec<f32>],
+        moments: &mut [&mut [f32]],
     ) {
         let t = step.iteration as i32;
         let alpha = (f64::from(step.lr) * (1.0 - self.beta_2.powi(t)).sqrt()
             / (1.0 - self.beta_1.powi(t))) as f32;
         let (b1, b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);
         let decay = self.weight_decay * step.lr;
+        let eps = self.epsilon;
         let (m, v) = moments.split_at_mut(1);
+        if reg.is_zero() && decay == 0.0 {
+            adam_plain(
+                param,
+                grad,
+                &mut m[0][..],
+                &mut v[0][..],
+                [alpha, b1, b2, eps],
+            );
+            return;
+        }
         let it = param
             .iter_mut()
             .zip(grad)
@@ -146,9 +161,51 @@ impl Optimizer for Adam {
             *w -= *w * decay;
             *m += (g - *m) * b1;
             *v += (g * g - *v) * b2;
-            *w -= *m * alpha / (v.sqrt() + self.epsilon);
+            *w -= *m * alpha / (v.sqrt() + eps);
         }
     }
+}
+
+/// Adam's common case (no regularization, no decay) in one vectorisable pass.
+#[inline(always)]
+fn adam_loop(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
+    let [alpha, b1, b2, eps] = c;
+    for (((w, &g), m), v) in param
+        .iter_mut()
+        .zip(grad)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
+        *m += (g - *m) * b1;
+        *v += (g * g - *v) * b2;
+        *w -= *m * alpha / (v.sqrt() + eps);
+    }
+}
+
+/// The same loop compiled for wider vectors when the CPU has them. Lanes do exactly
+/// the scalar IEEE operations (Rust never contracts into FMA), so results are
+/// bit-identical on every CPU.
+fn adam_plain(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn wide(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
+            adam_loop(param, grad, m, v, c);
+        }
+        #[target_feature(enable = "avx2")]
+        fn avx2(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
+            adam_loop(param, grad, m, v, c);
+        }
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports the feature the function is compiled for.
+            return unsafe { wide(param, grad, m, v, c) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above.
+            return unsafe { avx2(param, grad, m, v, c) };
+        }
+    }
+    adam_loop(param, grad, m, v, c);
 }
 
 struct RmsProp {
@@ -169,7 +226,7 @@ impl Optimizer for RmsProp {
         param: &mut [f32],
         grad: &[f32],
         reg: Reg,
-        moments: &mut [Vec<f32>],
+        moments: &mut [&mut [f32]],
     ) {
         let (rho, eps, lr) = (self.rho, self.epsilon, step.lr);
         let (velocity, rest) = moments.split_first_mut().expect("velocity buffer");
@@ -213,7 +270,8 @@ mod tests {
     fn run(spec: OptimizerSpec, lr: f32) -> Vec<f32> {
         let opt = build(&spec);
         let mut w = START.to_vec();
-        let mut moments = vec![vec![0.0; 3]; opt.moments()];
+        let mut store = vec![vec![0.0; 3]; opt.moments()];
+        let mut moments: Vec<&mut [f32]> = store.iter_mut().map(|m| m.as_mut_slice()).collect();
         for (t, g) in GRADS.iter().enumerate() {
             let step = Step {
                 lr,
@@ -309,7 +367,8 @@ mod tests {
         // m̂ = g and v̂ = g², so the first step is lr·g/|g| (up to epsilon).
         let opt = build(&OptimizerSpec::Adam(AdamSpec::default()));
         let mut w = [0.0f32; 2];
-        let mut moments = vec![vec![0.0; 2]; 2];
+        let (mut m, mut v) = ([0.0f32; 2], [0.0f32; 2]);
+        let mut moments = [&mut m[..], &mut v[..]];
         opt.update(
             Step {
                 lr: 0.001,

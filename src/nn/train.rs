@@ -193,6 +193,7 @@ fn run(
         spec,
         &state.model.net,
         options,
+        train_source.rows(),
         val_source.as_ref().map(|s| s.rows()),
     );
     while state.progress.epoch < ts.epochs && !state.progress.stopped_early {

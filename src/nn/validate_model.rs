@@ -24,6 +24,20 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
     if shape.features == 0 {
         return Err(SpecError::range("data.features", "at least 1", 0));
     }
+    let described = [
+        shape.target_min.len(),
+        shape.target_max.len(),
+        shape.target_integral.len(),
+    ];
+    if shape.targets == 0 || described.iter().any(|&n| n != shape.targets) {
+        return Err(SpecError::incompatible(
+            "data.targets",
+            format!(
+                "{} target columns, described by {described:?} summaries",
+                shape.targets
+            ),
+        ));
+    }
     let mut last_dense = None;
     for (i, layer) in layers.iter().enumerate() {
         let at = format!("model.layers[{i}]");

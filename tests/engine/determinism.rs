@@ -142,3 +142,32 @@ fn resume_after_epoch_three_is_bit_identical() {
     );
     assert!(matches!(err, Err(TrainError::Checkpoint(_))));
 }
+
+#[test]
+fn a_batch_size_beyond_the_rows_is_one_full_batch() {
+    let (x, y) = blobs(30, 4);
+    let spec = |b: usize| {
+        json!({
+            "model": {"layers": [{"type": "dense", "units": 3, "activation": "softmax"}]},
+            "loss": "sparse_categorical_crossentropy", "epochs": 3, "batch_size": b
+        })
+    };
+    let run = |b: usize| {
+        let valid = validated(spec(b), x.view(), y.view());
+        let opts = FitOptions {
+            batch_size: b,
+            threads: 1,
+        };
+        fit(
+            &valid,
+            Samples::new(x.view(), y.view()),
+            None,
+            &opts,
+            &mut Recorder::default(),
+        )
+        .unwrap()
+    };
+    let (huge, exact) = (run(1 << 40), run(30));
+    assert_eq!(weight_bits(&huge.model), weight_bits(&exact.model));
+    same_history(&huge.history, &exact.history);
+}

@@ -64,3 +64,49 @@ fn w1_epoch_timing() {
     );
     assert!(out.history.iter().all(|r| r.loss.is_finite()));
 }
+
+/// W2 `tiny4`: per-batch overhead dominates.
+/// `cargo test --release --test engine -- --ignored --nocapture w2_epoch_timing`
+#[test]
+#[ignore = "timing, run by hand in release"]
+fn w2_epoch_timing() {
+    let threads = std::env::var("W2_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let mut g = Gen::new(2);
+    let x = g.matrix(10_000, 4);
+    let y = Array2::from_shape_fn((10_000, 1), |(r, _)| {
+        (x[[r, 0]] * x[[r, 1]]).sin() + 0.5 * x[[r, 2]] - x[[r, 3]].tanh()
+    });
+    let spec = json!({
+        "model": {"layers": [
+            {"type": "dense", "units": 16, "activation": "tanh"},
+            {"type": "dense", "units": 16, "activation": "tanh"},
+            {"type": "dense", "units": 1}
+        ]},
+        "loss": "mse", "optimizer": {"type": "sgd", "learning_rate": 0.05},
+        "epochs": 10, "batch_size": 32
+    });
+    let valid = validated(spec, x.view(), y.view());
+    let out = fit(
+        &valid,
+        Samples::new(x.view(), y.view()),
+        None,
+        &FitOptions {
+            batch_size: 32,
+            threads,
+        },
+        &mut Recorder::default(),
+    )
+    .unwrap();
+    let mut secs: Vec<f64> = out.history.iter().map(|r| r.seconds).collect();
+    secs.sort_by(f64::total_cmp);
+    println!(
+        "W2 median epoch {:.4}s (min {:.4}s), final loss {:.4}, threads {threads}",
+        secs[secs.len() / 2],
+        secs[0],
+        out.history.last().unwrap().loss
+    );
+    assert!(out.history.iter().all(|r| r.loss.is_finite()));
+}

@@ -184,6 +184,19 @@ fn each_invalid_spec_names_its_field_and_value() {
             &["model.layers[3]", "must be dense"],
         ),
         (
+            rejection_for(
+                |_| {},
+                &DataShape {
+                    features: 4,
+                    targets: 2,
+                    target_min: vec![0.0],
+                    target_max: vec![1.0],
+                    target_integral: vec![true],
+                },
+            ),
+            &["data.targets", "2 target columns"],
+        ),
+        (
             rejection(|s| s["model"]["layers"][2]["units"] = json!(1)),
             &["model.layers[2].units", "at least 2", "got 1"],
         ),

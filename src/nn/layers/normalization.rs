@@ -63,14 +63,20 @@ impl Normalization {
     }
 
     pub fn forward(&self, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
-        for (xr, or) in x.rows().into_iter().zip(out.rows_mut()) {
+        let (mean, scale) = (self.mean.view(), self.inv_std.view());
+        let (mean_s, scale_s) = (mean.as_slice().unwrap(), scale.as_slice().unwrap());
+        for (xr, mut or) in x.rows().into_iter().zip(out.rows_mut()) {
+            if let (Some(xs), Some(os)) = (xr.as_slice(), or.as_slice_mut()) {
+                for (((o, &x), &m), &s) in os.iter_mut().zip(xs).zip(mean_s).zip(scale_s) {
+                    *o = (x - m) * s;
+                }
+                continue;
+            }
             Zip::from(or)
                 .and(xr)
-                .and(&self.mean)
-                .and(&self.inv_std)
-                .for_each(|o, &x, &m, &s| {
-                    *o = (x - m) * s;
-                });
+                .and(mean)
+                .and(scale)
+                .for_each(|o, &x, &m, &s| *o = (x - m) * s);
         }
     }
 }
