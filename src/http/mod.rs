@@ -13,14 +13,15 @@ mod models;
 mod page;
 mod predict;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap};
-use axum::routing::get;
+use axum::response::IntoResponse;
 use axum::Router;
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -57,6 +58,7 @@ struct ApiDoc;
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
+        .routes(utoipa_axum::routes!(openapi_document))
         .merge(datasets::router())
         .merge(jobs::router())
         .merge(metrics::router())
@@ -82,18 +84,28 @@ pub fn openapi_json() -> String {
     text
 }
 
+/// This API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service", responses(
+    (status = 200, description = "The document", content_type = "application/json", body = Object)))]
+async fn openapi_document() -> impl IntoResponse {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(openapi_json).as_str();
+    ([(header::CONTENT_TYPE, "application/json")], document)
+}
+
 /// The whole application; `main` and the tests both serve this.
 pub fn app(state: AppState) -> Router {
     let (router, _) = api().split_for_parts();
-    let document = openapi_json();
     let max_body = state.config.max_body_bytes;
     router
-        .route(
-            "/openapi.json",
-            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], document) }),
-        )
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            // One line per request: method, path, status, latency.
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_request(())
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .with_state(state)
 }
 

@@ -1,5 +1,6 @@
 //! `POST /models/{id}/predict`.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -46,7 +47,11 @@ fn rows<S: Serializer>(
     matrix: &Array2<f32>,
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
-    serializer.collect_seq(matrix.rows().into_iter().map(|row| row.to_vec()))
+    // Rows of a standard-layout matrix are contiguous: serialize them in place.
+    serializer.collect_seq(matrix.rows().into_iter().map(|row| match row.to_slice() {
+        Some(values) => Cow::Borrowed(values),
+        None => Cow::Owned(row.to_vec()),
+    }))
 }
 
 /// Below this much work (rows × parameters) a prediction runs inline; above it, on a

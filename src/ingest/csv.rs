@@ -172,7 +172,7 @@ enum Fault {
 }
 
 fn parse_value(field: &[u8]) -> Result<f32, Fault> {
-    if let Some(value) = parse_small_int(field) {
+    if let Some(value) = parse_plain_decimal(field) {
         return Ok(value);
     }
     let text = std::str::from_utf8(field)
@@ -186,19 +186,43 @@ fn parse_value(field: &[u8]) -> Result<f32, Fault> {
     }
 }
 
-/// Fast path for short integers (pixel values, class labels): every one of them is exact in
-/// f32, and they dominate many real datasets.
-fn parse_small_int(field: &[u8]) -> Option<f32> {
+/// Powers of ten that f32 holds exactly.
+const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
+
+/// Fast path for plain decimals (`-12`, `0.0625`, `3.`), which is what numeric CSVs hold
+/// almost everywhere. When the digits form an integer m < 2^24 and there are k ≤ 10 of them
+/// after the point, m and 10^k are exact in f32 and one correctly rounded division gives
+/// the correctly rounded value of m / 10^k — the same f32 as the full parser (Clinger's
+/// fast path). Anything else returns None and takes the full parser.
+fn parse_plain_decimal(field: &[u8]) -> Option<f32> {
     let (negative, digits) = match field {
         [b'-', rest @ ..] => (true, rest),
         _ => (false, field),
     };
-    if digits.is_empty() || digits.len() > 7 || !digits.iter().all(u8::is_ascii_digit) {
+    let mut mantissa: u32 = 0;
+    let mut seen_digit = false;
+    let mut scale: Option<usize> = None;
+    for &byte in digits {
+        match byte {
+            b'0'..=b'9' => {
+                mantissa = mantissa * 10 + u32::from(byte - b'0');
+                if mantissa >= 1 << 24 {
+                    return None;
+                }
+                seen_digit = true;
+                if let Some(k) = scale.as_mut() {
+                    *k += 1;
+                }
+            }
+            b'.' if scale.is_none() => scale = Some(0),
+            _ => return None,
+        }
+    }
+    let k = scale.unwrap_or(0);
+    if !seen_digit || k >= POW10.len() {
         return None;
     }
-    let value = digits
-        .iter()
-        .fold(0u32, |acc, d| acc * 10 + u32::from(d - b'0')) as f32;
+    let value = mantissa as f32 / POW10[k];
     Some(if negative { -value } else { value })
 }
 
@@ -280,12 +304,46 @@ mod tests {
     }
 
     #[test]
-    fn small_int_fast_path_agrees_with_the_standard_parser() {
-        for text in ["0", "7", "-12", "255", "9999999", "-0"] {
-            let fast = parse_small_int(text.as_bytes()).unwrap();
-            assert_eq!(fast, text.parse::<f32>().unwrap(), "{text}");
+    fn plain_decimal_fast_path_agrees_with_the_standard_parser() {
+        let mut texts: Vec<String> = [
+            "0", "7", "-12", "255", "9999999", "-0", "3.", "0.1", "-0.0625", "16777215",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Many mantissas at every scale the fast path takes, including awkward roundings.
+        let mut m: u64 = 1;
+        for _ in 0..2000 {
+            m = m
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let m = (m >> 40) % (1 << 24);
+            for k in 0..=10usize {
+                let digits = format!("{m:0>width$}", width = k + 1);
+                let (int, frac) = digits.split_at(digits.len() - k);
+                texts.push(format!("{int}.{frac}"));
+            }
         }
-        assert!(parse_small_int(b"12345678").is_none());
-        assert!(parse_small_int(b"1.5").is_none());
+        for text in &texts {
+            let fast = parse_plain_decimal(text.as_bytes()).expect(text);
+            assert_eq!(
+                fast.to_bits(),
+                text.parse::<f32>().unwrap().to_bits(),
+                "{text}"
+            );
+        }
+        for slow in [
+            "16777216",
+            "1e5",
+            "0.00000000001",
+            ".",
+            "-",
+            "",
+            "1.2.3",
+            " 1",
+            "nan",
+        ] {
+            assert!(parse_plain_decimal(slow.as_bytes()).is_none(), "{slow}");
+        }
     }
 }

@@ -119,7 +119,10 @@ async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Resul
         if cancel.load(Ordering::Relaxed) || inner.stopping.load(Ordering::Relaxed) {
             return Err(JobError::Stopped);
         }
-        let resume = checkpoint.take().filter(|c| c.trial == trial);
+        let resume = match &checkpoint {
+            Some(saved) if saved.trial == trial => checkpoint.take(),
+            _ => None,
+        };
         let trial_run = Trial {
             job: job.id,
             index: trial,

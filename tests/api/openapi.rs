@@ -25,7 +25,16 @@ async fn served_document_is_the_generated_one() {
     assert_eq!(served, nnserve::http::openapi_json());
     let document: serde_json::Value = serde_json::from_str(&served).unwrap();
     assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
-    for path in ["/datasets", "/datasets/{id}", "/healthz", "/readyz"] {
+    for path in [
+        "/datasets",
+        "/datasets/{id}",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+        "/jobs",
+        "/jobs/{id}/metrics",
+        "/models/{id}/predict",
+    ] {
         assert!(document["paths"].get(path).is_some(), "{path} documented");
     }
 }
