@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use super::records::for_each_record;
 use super::{excerpt, Chunk, Chunker, IngestError, Parsed};
 
 #[derive(Debug, Clone, Default)]
@@ -15,7 +16,7 @@ pub struct CsvOptions {
 }
 
 /// Parses CSV from `reader`, handing rows to `emit` in chunks as they are parsed.
-pub fn parse_csv<R: Read>(
+pub fn parse_csv<R: Read + Send>(
     reader: R,
     options: &CsvOptions,
     emit: impl FnMut(Chunk) -> Result<(), IngestError>,
@@ -34,11 +35,7 @@ pub fn parse_csv<R: Read>(
     let layout = Layout::new(columns, options)?;
     let mut chunker = Chunker::new(layout.features.len(), layout.targets.len(), emit);
     let mut row = vec![0f32; layout.columns.len()];
-    let mut record = csv::ByteRecord::new();
-    while reader
-        .read_byte_record(&mut record)
-        .map_err(|e| IngestError::Csv(e.to_string()))?
-    {
+    for_each_record(reader, |record| {
         let line = record.position().map_or(0, |p| p.line());
         if record.len() != layout.columns.len() {
             return Err(IngestError::Ragged {
@@ -68,8 +65,8 @@ pub fn parse_csv<R: Read>(
                 }
             })?;
         }
-        chunker.push(&row)?;
-    }
+        chunker.push(&row)
+    })?;
     let chunk_rows = chunker.chunk_rows();
     let (rows, target_stats) = chunker.finish()?;
     Ok(Parsed {

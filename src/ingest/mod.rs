@@ -6,6 +6,7 @@
 mod chunker;
 mod csv;
 mod json;
+mod records;
 mod upload;
 
 pub use self::chunker::Chunk;
