@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::records::for_each_record;
-use super::{excerpt, Chunk, Chunker, IngestError, Parsed};
+use super::{excerpt, Chunk, Chunker, IngestError};
+use crate::store::Table;
 
 #[derive(Debug, Clone, Default)]
 pub struct CsvOptions {
@@ -20,7 +21,7 @@ pub fn parse_csv<R: Read + Send>(
     reader: R,
     options: &CsvOptions,
     emit: impl FnMut(Chunk) -> Result<(), IngestError>,
-) -> Result<Parsed, IngestError> {
+) -> Result<Table, IngestError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -69,7 +70,7 @@ pub fn parse_csv<R: Read + Send>(
     })?;
     let chunk_rows = chunker.chunk_rows();
     let (rows, target_stats) = chunker.finish()?;
-    Ok(Parsed {
+    Ok(Table {
         rows,
         feature_names: layout.names(&layout.features),
         target_names: layout.names(&layout.targets),
@@ -227,7 +228,7 @@ fn parse_plain_decimal(field: &[u8]) -> Option<f32> {
 mod tests {
     use super::*;
 
-    fn parse(text: &str, targets: &[&str]) -> Result<(Parsed, Vec<f32>), IngestError> {
+    fn parse(text: &str, targets: &[&str]) -> Result<(Table, Vec<f32>), IngestError> {
         let options = CsvOptions {
             targets: targets.iter().map(|s| s.to_string()).collect(),
             feature_order: None,

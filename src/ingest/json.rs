@@ -3,7 +3,8 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{Chunk, Chunker, IngestError, Parsed};
+use super::{Chunk, Chunker, IngestError};
+use crate::store::Table;
 
 /// A dataset as JSON: one feature row per sample and its target(s).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -32,7 +33,7 @@ pub enum JsonTargets {
 pub fn parse_json(
     body: &JsonDataset,
     emit: impl FnMut(Chunk) -> Result<(), IngestError>,
-) -> Result<Parsed, IngestError> {
+) -> Result<Table, IngestError> {
     let rows = body.features.len();
     let features = body.features.first().map_or(0, Vec::len);
     let targets = match &body.targets {
@@ -103,7 +104,7 @@ pub fn parse_json(
     }
     let chunk_rows = chunker.chunk_rows();
     let (rows, target_stats) = chunker.finish()?;
-    Ok(Parsed {
+    Ok(Table {
         rows,
         columns,
         feature_names,

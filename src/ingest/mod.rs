@@ -15,19 +15,7 @@ pub use self::csv::{parse_csv, CsvOptions};
 pub use self::json::{parse_json, JsonDataset, JsonTargets};
 pub use self::upload::{store_csv, store_json};
 
-use crate::store::{StoreError, TargetStats};
-
-/// A parsed table, without its rows (those went to the chunk sink).
-#[derive(Debug, Clone)]
-pub struct Parsed {
-    pub rows: usize,
-    /// Every column in upload order.
-    pub columns: Vec<String>,
-    pub feature_names: Vec<String>,
-    pub target_names: Vec<String>,
-    pub target_stats: Vec<TargetStats>,
-    pub chunk_rows: usize,
-}
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

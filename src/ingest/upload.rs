@@ -11,8 +11,8 @@ use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
-use super::{parse_csv, parse_json, Chunk, CsvOptions, IngestError, JsonDataset, Parsed};
-use crate::store::{Dataset, DatasetWriter, NewDataset, Store};
+use super::{parse_csv, parse_json, Chunk, CsvOptions, IngestError, JsonDataset};
+use crate::store::{Dataset, DatasetWriter, NewDataset, Store, Table};
 
 const DEFAULT_NAME: &str = "unnamed";
 
@@ -80,18 +80,13 @@ pub async fn store_json(store: &Store, body: JsonDataset) -> Result<Dataset, Ing
 
 async fn commit(
     writer: DatasetWriter,
-    parsed: Parsed,
+    table: Table,
     name: Option<String>,
 ) -> Result<Dataset, IngestError> {
     let dataset = writer
         .commit(NewDataset {
             name: name.unwrap_or_else(|| DEFAULT_NAME.into()),
-            rows: parsed.rows,
-            columns: parsed.columns,
-            feature_names: parsed.feature_names,
-            target_names: parsed.target_names,
-            target_stats: parsed.target_stats,
-            chunk_rows: parsed.chunk_rows,
+            table,
         })
         .await?;
     tracing::info!(dataset = %dataset.id, rows = dataset.rows, "dataset stored");

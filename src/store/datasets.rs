@@ -40,16 +40,23 @@ impl Dataset {
     }
 }
 
-/// Metadata known once every row has been parsed.
+/// A table's shape, known once every row has been parsed (the rows went to the chunks).
 #[derive(Debug, Clone)]
-pub struct NewDataset {
-    pub name: String,
+pub struct Table {
     pub rows: usize,
+    /// Every column in upload order.
     pub columns: Vec<String>,
     pub feature_names: Vec<String>,
     pub target_names: Vec<String>,
     pub target_stats: Vec<TargetStats>,
     pub chunk_rows: usize,
+}
+
+/// What `DatasetWriter::commit` records beside the chunks.
+#[derive(Debug, Clone)]
+pub struct NewDataset {
+    pub name: String,
+    pub table: Table,
 }
 
 #[derive(sqlx::FromRow)]
@@ -112,12 +119,12 @@ impl DatasetWriter {
         let dataset = Dataset {
             id: self.id,
             name: meta.name,
-            rows: meta.rows,
-            columns: meta.columns,
-            feature_names: meta.feature_names,
-            target_names: meta.target_names,
-            target_stats: meta.target_stats,
-            chunk_rows: meta.chunk_rows,
+            rows: meta.table.rows,
+            columns: meta.table.columns,
+            feature_names: meta.table.feature_names,
+            target_names: meta.table.target_names,
+            target_stats: meta.table.target_stats,
+            chunk_rows: meta.table.chunk_rows,
             created_at: Utc::now(),
         };
         sqlx::query(&format!(

@@ -15,7 +15,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
-pub use datasets::{Dataset, DatasetWriter, NewDataset, TargetStats};
+pub use datasets::{Dataset, DatasetWriter, NewDataset, Table, TargetStats};
 pub use jobs::{Job, JobStatus, NewJob};
 pub use models::{JobOutcome, StoredModel};
 pub use training::{Checkpoint, EpochRow, TrialResult};
