@@ -130,6 +130,8 @@ macro_rules! widest {
     };
 }
 
+pub(crate) use widest;
+
 impl Activation {
     widest! {
         /// `forward` over a contiguous block of rows `width` wide: one call for

@@ -17,7 +17,10 @@ use super::record::EpochRecord;
 use super::state::TrainingState;
 
 const FORMAT: &str = "nnserve.checkpoint";
-const VERSION: &str = "1";
+/// Version 2: dropout masks are counter-based (one RNG draw per batch) and large
+/// batches sum two shards' gradients, so a version-1 state would not continue the run
+/// it came from.
+const VERSION: &str = "2";
 
 /// An `EpochRecord` with its floats as bits.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -103,8 +106,16 @@ impl TrainingState {
             meta.get(key)
                 .ok_or_else(|| format!("metadata {key} is missing"))
         };
-        if get("format")? != FORMAT || get("version")? != VERSION {
-            return Err(format!("not an {FORMAT} version {VERSION} file"));
+        if get("format")? != FORMAT {
+            return Err(format!("not an {FORMAT} file"));
+        }
+        let version = get("version")?;
+        if version != VERSION {
+            return Err(format!(
+                "it is format version {version}, written by an older engine whose dropout \
+                 masks and gradient sums differ from this one's ({VERSION}): it cannot be \
+                 resumed exactly; start the training again"
+            ));
         }
         let model = Model::read_tensors(&st, "model.", &meta)?;
         let best_weights = match get("best")?.as_str() {

@@ -4,20 +4,22 @@ use std::collections::BTreeMap;
 
 use super::batch::{Batch, BatchSource};
 use super::error::TrainError;
-use super::loss::loss_sum;
 use super::metrics::{AccuracyKind, Tally};
 use super::model::{evaluate_source, CHUNK_ROWS};
-use super::network::{Layer, Network, Workspace};
-use super::optim::{Optimizer, Reg, Step};
+use super::network::{Network, Workspace};
+use super::optim::{Optimizer, Step};
+use super::shard::{self, shard_count, Job};
 use super::spec::{LossKind, MetricKind};
 use super::state::TrainingState;
 use super::train::{FitObserver, FitOptions};
+use super::update::apply_updates;
 use super::validate::ValidSpec;
 
 /// The buffers of one fit, allocated once and reused by every batch.
 pub(crate) struct EpochLoop {
     batch: Batch,
-    ws: Workspace,
+    /// One workspace per shard of a batch (see `shard`).
+    shards: Vec<Workspace>,
     val_batch: Batch,
     val_ws: Workspace,
     threads: usize,
@@ -45,9 +47,12 @@ impl EpochLoop {
         // A batch size beyond the row count must not allocate beyond it.
         let capacity = options.batch_size.min(train_rows);
         let val_capacity = val_rows.map_or(0, |r| r.clamp(1, CHUNK_ROWS));
+        let shards = shard_count(net, capacity);
         EpochLoop {
             batch: Batch::new(capacity, net.input_width, targets),
-            ws: Workspace::new(net, capacity, true),
+            shards: (0..shards)
+                .map(|_| Workspace::new(net, capacity.div_ceil(shards), true))
+                .collect(),
             val_batch: Batch::new(val_capacity, net.input_width, targets),
             val_ws: Workspace::new(net, val_capacity, false),
             threads: options.threads,
@@ -88,18 +93,16 @@ impl EpochLoop {
             let rows = self.batch.rows;
             let (x, y) = (self.batch.x(), self.batch.y());
             let weights = self.has_class_weights.then(|| &self.batch.w[..rows]);
-            net.forward(x, &mut self.ws, Some(&mut p.dropout_rng), self.threads);
-            let penalty = net.penalty();
-            let out = self.ws.layers.last_mut().expect("at least one layer");
-            let sum = loss_sum(
-                self.loss,
-                out.z.slice(ndarray::s![..rows, ..]),
-                out.a.slice(ndarray::s![..rows, ..]),
+            let job = Job {
+                x,
                 y,
                 weights,
-                Some(out.d.slice_mut(ndarray::s![..rows, ..])),
-            );
-            let batch_loss = sum / rows as f64 + penalty;
+                key: p.dropout_rng.next_u64(),
+                loss: self.loss,
+                threads: self.threads,
+            };
+            let sum = shard::forward_backward(net, &mut self.shards, &job);
+            let batch_loss = sum / rows as f64 + net.penalty();
             if !batch_loss.is_finite() {
                 return Err(TrainError::Diverged {
                     epoch,
@@ -107,8 +110,16 @@ impl EpochLoop {
                 });
             }
             total += batch_loss * rows as f64;
-            tally.add(net.output(&self.ws, rows), y, weights, self.accuracy);
-            net.backward(x, &mut self.ws, self.loss.fused(), self.threads);
+            let n = self.shards.len();
+            for (i, ws) in self.shards.iter().enumerate() {
+                let part = shard::rows_of(i, n, rows);
+                tally.add(
+                    net.output(ws, part.len()),
+                    y.slice(ndarray::s![part.clone(), ..]),
+                    weights.map(|w| &w[part]),
+                    self.accuracy,
+                );
+            }
             p.iterations += 1;
             let step = Step {
                 lr: p.learning_rate(),
@@ -116,7 +127,7 @@ impl EpochLoop {
             };
             apply_updates(
                 net,
-                &self.ws,
+                &mut self.shards,
                 optimizer,
                 step,
                 &mut state.moments,
@@ -145,87 +156,4 @@ impl EpochLoop {
             tally.values(&self.metrics, "val_"),
         )
     }
-}
-
-/// Buffers shorter than this are updated on one thread: splitting costs more.
-const PARALLEL_UPDATE_MIN: usize = 1 << 14;
-
-/// One optimizer pass over every parameter buffer, in a fixed order. Updates are
-/// element-wise, so splitting a buffer across threads changes no bit.
-fn apply_updates(
-    net: &mut Network,
-    ws: &Workspace,
-    optimizer: &dyn Optimizer,
-    step: Step,
-    moments: &mut [Vec<f32>],
-    threads: usize,
-) {
-    let k = optimizer.moments();
-    let mut slot = 0;
-    let mut next = |param: &mut [f32], grad: &[f32], reg: Reg| {
-        let mut parts: [&mut [f32]; 3] = Default::default();
-        for (part, m) in parts.iter_mut().zip(&mut moments[slot * k..(slot + 1) * k]) {
-            *part = m.as_mut_slice();
-        }
-        update_split(optimizer, step, param, grad, reg, &mut parts[..k], threads);
-        slot += 1;
-    };
-    for (layer, grads) in net.layers.iter_mut().zip(&ws.grads) {
-        if let (Layer::Dense(d), Some(g)) = (layer, grads) {
-            let reg = Reg { l1: d.l1, l2: d.l2 };
-            next(
-                d.kernel.as_slice_mut().expect("contiguous"),
-                g.kernel.as_slice().expect("contiguous"),
-                reg,
-            );
-            if let (Some(b), Some(gb)) = (&mut d.bias, &g.bias) {
-                next(
-                    b.as_slice_mut().expect("contiguous"),
-                    gb.as_slice().expect("contiguous"),
-                    Reg::default(),
-                );
-            }
-        }
-    }
-}
-
-/// Halves the buffer (and its moments) recursively over `threads` with `rayon::join`,
-/// which needs no allocation.
-fn update_split(
-    optimizer: &dyn Optimizer,
-    step: Step,
-    param: &mut [f32],
-    grad: &[f32],
-    reg: Reg,
-    moments: &mut [&mut [f32]],
-    threads: usize,
-) {
-    if threads <= 1 || param.len() < PARALLEL_UPDATE_MIN {
-        optimizer.update(step, param, grad, reg, moments);
-        return;
-    }
-    let mid = (param.len() / 2).next_multiple_of(64).min(param.len());
-    let (p1, p2) = param.split_at_mut(mid);
-    let (g1, g2) = grad.split_at(mid);
-    let (mut left, mut right): ([&mut [f32]; 3], [&mut [f32]; 3]) = Default::default();
-    for (i, m) in moments.iter_mut().enumerate() {
-        let (a, b) = std::mem::take(m).split_at_mut(mid);
-        (left[i], right[i]) = (a, b);
-    }
-    let k = moments.len();
-    let half = threads / 2;
-    rayon::join(
-        || update_split(optimizer, step, p1, g1, reg, &mut left[..k], half),
-        || {
-            update_split(
-                optimizer,
-                step,
-                p2,
-                g2,
-                reg,
-                &mut right[..k],
-                threads - half,
-            )
-        },
-    );
 }

@@ -3,6 +3,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
+use super::layers::dropout::MaskKey;
 use super::layers::{Dense, Normalization};
 use super::loss::loss_sum;
 use super::network::{Layer, Network, Workspace};
@@ -273,7 +274,7 @@ fn three_layer_networks() {
 #[test]
 fn dropout_backward_uses_the_forward_mask() {
     // With a fixed mask, the network is a smooth function: check its gradient by
-    // replaying the same dropout RNG state for every probe.
+    // replaying the same dropout mask key for every probe.
     let mut rng = Rng::new(6, Stream::Init);
     let net = Network {
         input_width: 3,
@@ -285,10 +286,13 @@ fn dropout_backward_uses_the_forward_mask() {
     };
     let (x, y) = (random(5, 3, &mut rng), random(5, 2, &mut rng));
     let w = vec![1.0f32; 5];
-    let seed_rng = Rng::new(9, Stream::Dropout);
+    let key = MaskKey {
+        key: Rng::new(9, Stream::Dropout).next_u64(),
+        first_row: 0,
+    };
     let objective = |net: &Network| {
         let mut ws = Workspace::new(net, 5, true);
-        net.forward(x.view(), &mut ws, Some(&mut seed_rng.clone()), 1);
+        net.forward(x.view(), &mut ws, Some(key), 1);
         let out = net.output(&ws, 5);
         loss_sum(
             LossKind::MeanSquaredError,
@@ -300,7 +304,7 @@ fn dropout_backward_uses_the_forward_mask() {
         ) / 5.0
     };
     let mut ws = Workspace::new(&net, 5, true);
-    net.forward(x.view(), &mut ws, Some(&mut seed_rng.clone()), 1);
+    net.forward(x.view(), &mut ws, Some(key), 1);
     let last = ws.layers.last_mut().unwrap();
     loss_sum(
         LossKind::MeanSquaredError,

@@ -34,7 +34,21 @@ pub(crate) fn loss_sum(
     a: ArrayView2<'_, f32>,
     y: ArrayView2<'_, f32>,
     weights: Option<&[f32]>,
+    grad: Option<ArrayViewMut2<'_, f32>>,
+) -> f64 {
+    loss_sum_of_batch(kind, z, a, y, weights, grad, a.nrows())
+}
+
+/// `loss_sum` over a shard of a batch of `batch_rows` rows: the gradient is that of the
+/// whole batch's mean, so the shards' gradients add up to the batch's.
+pub(crate) fn loss_sum_of_batch(
+    kind: LossKind,
+    z: ArrayView2<'_, f32>,
+    a: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    weights: Option<&[f32]>,
     mut grad: Option<ArrayViewMut2<'_, f32>>,
+    batch_rows: usize,
 ) -> f64 {
     let n = a.nrows();
     let width = a.ncols() as f32;
@@ -47,7 +61,7 @@ pub(crate) fn loss_sum(
             ar.as_slice().unwrap(),
             yr.as_slice().unwrap(),
         );
-        let scale = w / n as f32;
+        let scale = w / batch_rows as f32;
         let g = grad.as_mut().map(|g| g.row_mut(i).into_slice().unwrap());
         let row = match kind {
             LossKind::MeanSquaredError => {

@@ -21,11 +21,13 @@ mod optim_spec;
 mod parse;
 mod record;
 mod rng;
+mod shard;
 mod spec;
 mod split;
 mod state;
 mod summary;
 mod train;
+mod update;
 mod validate;
 mod validate_model;
 

@@ -3,7 +3,8 @@
 use ndarray::{s, Array2, ArrayView2};
 
 use super::layers::dense::DenseGrads;
-use super::layers::{dropout, Dense, Normalization};
+use super::layers::dropout::{self, MaskKey};
+use super::layers::{Dense, Normalization};
 use super::rng::Rng;
 use super::spec::{LayerSpec, TrainingSpec};
 
@@ -75,13 +76,14 @@ impl Network {
         self.dense_layers().map(Dense::penalty).sum()
     }
 
-    /// Forward pass over the first `rows` rows of `x` into `ws`. `dropout` is the mask
-    /// RNG in training; `None` evaluates (dropout is the identity).
+    /// Forward pass over the rows of `x` into `ws`. `dropout` is the batch's mask key in
+    /// training (with where `x` starts in the batch); `None` evaluates (dropout is the
+    /// identity).
     pub fn forward(
         &self,
         x: ArrayView2<'_, f32>,
         ws: &mut Workspace,
-        mut dropout: Option<&mut Rng>,
+        dropout: Option<MaskKey>,
         threads: usize,
     ) {
         let rows = x.nrows();
@@ -97,13 +99,13 @@ impl Network {
             match layer {
                 Layer::Normalization(n) => n.forward(input, a),
                 Layer::Dense(d) => d.forward(input, buf.z.slice_mut(s![..rows, ..]), a, threads),
-                Layer::Dropout(rate) => match dropout.as_deref_mut() {
-                    Some(rng) if *rate > 0.0 => dropout::forward_train(
+                Layer::Dropout(rate) => match dropout {
+                    Some(key) if *rate > 0.0 => dropout::forward_train(
                         *rate,
                         input,
                         buf.z.slice_mut(s![..rows, ..]),
                         a,
-                        rng,
+                        key.for_layer(i),
                     ),
                     _ => {
                         let mut a = a;

@@ -71,6 +71,45 @@ fn two_runs_with_one_seed_are_bit_identical() {
     );
 }
 
+/// Batches big enough to be split into two shards (this one: 64 rows of ~135k
+/// multiply-adds) run them in turn on one thread and side by side on two: same bits.
+#[test]
+fn one_and_two_threads_give_identical_weights_with_sharded_batches() {
+    let spec = json!({
+        "model": {"layers": [
+            {"type": "normalization"},
+            {"type": "dense", "units": 512, "activation": "relu"},
+            {"type": "dropout", "rate": 0.2},
+            {"type": "dense", "units": 256, "activation": "relu"},
+            {"type": "dense", "units": 3, "activation": "softmax"}
+        ]},
+        "loss": "sparse_categorical_crossentropy", "optimizer": "adam", "metrics": ["accuracy"],
+        "epochs": 2, "batch_size": 64, "validation_split": 0.2, "seed": 7
+    });
+    // 300 rows: 240 training rows, so the last batch (48 rows) is short.
+    let (x, y) = blobs(300, 5);
+    let valid = validated(spec, x.view(), y.view());
+    let run = |threads: usize| {
+        let mut rec = Recorder::default();
+        let opts = FitOptions {
+            batch_size: 64,
+            threads,
+        };
+        fit(
+            &valid,
+            Samples::new(x.view(), y.view()),
+            None,
+            &opts,
+            &mut rec,
+        )
+        .unwrap()
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(weight_bits(&one.model), weight_bits(&two.model));
+    same_history(&one.history, &two.history);
+    assert!(one.history[1].loss < one.history[0].loss, "{:?}", one.history);
+}
+
 #[test]
 fn resume_after_epoch_three_is_bit_identical() {
     let (full, _) = run(full_spec(), 1, None);
@@ -141,6 +180,28 @@ fn resume_after_epoch_three_is_bit_identical() {
         &mut Recorder::default(),
     );
     assert!(matches!(err, Err(TrainError::Checkpoint(_))));
+
+    // A checkpoint of the previous format (other dropout masks) is refused by name
+    // rather than resumed into a different run. Same length, so the header stays valid.
+    let mut old = checkpoint.clone();
+    let needle = br#""version":"2""#;
+    let at = old
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("the version is in the header");
+    old[at + needle.len() - 2] = b'1';
+    let err = resume(
+        &valid,
+        Samples::new(x.view(), y.view()),
+        None,
+        &opts,
+        &old,
+        &mut Recorder::default(),
+    );
+    match err {
+        Err(TrainError::Checkpoint(m)) => assert!(m.contains("version 1"), "{m}"),
+        other => panic!("{:?}", other.map(|o| o.history)),
+    }
 }
 
 #[test]

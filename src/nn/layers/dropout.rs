@@ -1,44 +1,89 @@
 //! Inverted dropout: in training each activation is zeroed with probability `rate`
 //! and the kept ones scaled by 1/(1−rate), so the expected activation is unchanged and
 //! evaluation is the identity.
+//!
+//! Masks are counter-based: element `e` of a batch keeps or drops on a keyed hash of
+//! `e`, not on the next draw of a sequential RNG. So a shard of the batch computes its
+//! part of the mask on its own thread and the whole mask is the same however the batch
+//! is split, and the loop vectorises (16 hashes per AVX-512 instruction sequence).
 
 use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 
-use crate::nn::rng::Rng;
+use crate::nn::activation::widest;
 
-/// Draws a fresh mask (0 or 1/(1−rate) per element) into `mask` and applies it.
-/// Each random word gives two 32-bit draws, compared against rate·2³².
+/// The mask key of one batch, and where the rows being processed start in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MaskKey {
+    pub key: u64,
+    pub first_row: usize,
+}
+
+impl MaskKey {
+    /// The key of the dropout layer at `layer`, so two dropout layers draw independent
+    /// masks from one batch key.
+    pub fn for_layer(self, layer: usize) -> MaskKey {
+        let mut k = self.key ^ (layer as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        k = (k ^ (k >> 32)).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        MaskKey {
+            key: k ^ (k >> 32),
+            first_row: self.first_row,
+        }
+    }
+}
+
+/// A 32-bit avalanche permutation (Wellons' lowbias32): every input bit flips each
+/// output bit with probability ~1/2.
+#[inline(always)]
+fn mix(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x21F0_AAAD);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x735A_2D97);
+    x ^ (x >> 15)
+}
+
+/// Two keyed rounds: the mask bits of element `e` under the 64-bit key `k`.
+#[inline(always)]
+fn mask_bits(k: (u32, u32), e: u32) -> u32 {
+    mix(mix(e ^ k.0) ^ k.1)
+}
+
+widest! {
+    /// Mask and product in one pass over a contiguous block whose first element has
+    /// index `first` in the batch.
+    fn apply(key: (u32, u32), first: u32, threshold: u32, keep: f32, x: &[f32], m: &mut [f32], o: &mut [f32]) {
+        for (i, ((m, o), &x)) in m.iter_mut().zip(o.iter_mut()).zip(x).enumerate() {
+            let k = if mask_bits(key, first.wrapping_add(i as u32)) >= threshold { keep } else { 0.0 };
+            *m = k;
+            *o = x * k;
+        }
+    }
+}
+
+/// Draws the mask (0 or 1/(1−rate) per element) of these rows into `mask` and applies
+/// it; an element is dropped when its 32 hash bits fall below rate·2³².
 pub(crate) fn forward_train(
     rate: f32,
     x: ArrayView2<'_, f32>,
     mut mask: ArrayViewMut2<'_, f32>,
     mut out: ArrayViewMut2<'_, f32>,
-    rng: &mut Rng,
+    key: MaskKey,
 ) {
     let keep = 1.0 / (1.0 - rate);
-    let threshold = (f64::from(rate) * 4_294_967_296.0) as u64;
-    let pick = |r: u64| if r >= threshold { keep } else { 0.0 };
-    let m = mask.as_slice_mut().expect("contiguous mask");
-    let o = out.as_slice_mut().expect("contiguous output");
-    let x = x.as_slice().expect("contiguous input");
-    // Mask and product in one pass, two draws per pair of elements.
-    let mut pairs = m
-        .chunks_exact_mut(2)
-        .zip(o.chunks_exact_mut(2).zip(x.chunks_exact(2)));
-    for (mp, (op, xp)) in &mut pairs {
-        let r = rng.next_u64();
-        let (k0, k1) = (pick(r & 0xFFFF_FFFF), pick(r >> 32));
-        mp[0] = k0;
-        mp[1] = k1;
-        op[0] = xp[0] * k0;
-        op[1] = xp[1] * k1;
-    }
-    if m.len() % 2 == 1 {
-        let k = pick(rng.next_u64() >> 32);
-        let last = m.len() - 1;
-        m[last] = k;
-        o[last] = x[last] * k;
-    }
+    let threshold = (f64::from(rate) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32;
+    // Element indices wrap at 2³² (a batch of over 4 billion activations): harmless,
+    // the key still differs from batch to batch.
+    let first = (key.first_row as u64).wrapping_mul(x.ncols() as u64) as u32;
+    let halves = (key.key as u32, (key.key >> 32) as u32);
+    apply(
+        halves,
+        first,
+        threshold,
+        keep,
+        x.as_slice().expect("contiguous input"),
+        mask.as_slice_mut().expect("contiguous mask"),
+        out.as_slice_mut().expect("contiguous output"),
+    );
 }
 
 /// ∂L/∂x = ∂L/∂out ⊙ mask.
@@ -57,16 +102,21 @@ pub(crate) fn backward(
 mod tests {
     use super::*;
     use crate::nn::network::{Layer, Network, Workspace};
-    use crate::nn::rng::Stream;
-    use ndarray::Array2;
+    use ndarray::{s, Array2};
+
+    fn key(k: u64) -> MaskKey {
+        MaskKey {
+            key: k,
+            first_row: 0,
+        }
+    }
 
     #[test]
     fn training_preserves_the_mean_and_draws_new_masks() {
         let x = Array2::from_elem((400, 250), 2.0f32);
-        let mut rng = Rng::new(1, Stream::Dropout);
         let (mut mask, mut out) = (Array2::zeros(x.raw_dim()), Array2::zeros(x.raw_dim()));
-        for rate in [0.2f32, 0.5, 0.9] {
-            forward_train(rate, x.view(), mask.view_mut(), out.view_mut(), &mut rng);
+        for (i, rate) in [0.2f32, 0.5, 0.9].into_iter().enumerate() {
+            forward_train(rate, x.view(), mask.view_mut(), out.view_mut(), key(i as u64));
             let mean = out.iter().map(|&v| f64::from(v)).sum::<f64>() / out.len() as f64;
             assert!(
                 (mean - 2.0).abs() < 0.02 * 2.0 / f64::from(1.0 - rate).sqrt(),
@@ -80,8 +130,56 @@ mod tests {
             assert!(out.iter().all(|&v| v == 0.0 || v == 2.0 / (1.0 - rate)));
         }
         let first = mask.clone();
-        forward_train(0.9, x.view(), mask.view_mut(), out.view_mut(), &mut rng);
+        forward_train(0.9, x.view(), mask.view_mut(), out.view_mut(), key(7));
         assert_ne!(first, mask, "each batch gets a fresh mask");
+    }
+
+    #[test]
+    fn masks_show_no_pattern_across_rows_columns_or_consecutive_keys() {
+        // Neighbouring elements, rows and keys must be independent: count how often
+        // two "kept" decisions coincide, which is 0.25 for independent halves.
+        let x = Array2::from_elem((256, 128), 1.0f32);
+        let (mut a, mut b, mut out) = (
+            Array2::zeros(x.raw_dim()),
+            Array2::zeros(x.raw_dim()),
+            Array2::zeros(x.raw_dim()),
+        );
+        forward_train(0.5, x.view(), a.view_mut(), out.view_mut(), key(100));
+        forward_train(0.5, x.view(), b.view_mut(), out.view_mut(), key(101));
+        let both = |p: &mut dyn Iterator<Item = (f32, f32)>| {
+            let v: Vec<bool> = p.map(|(u, w)| u > 0.0 && w > 0.0).collect();
+            v.iter().filter(|&&t| t).count() as f64 / v.len() as f64
+        };
+        let next_col = both(&mut a.iter().zip(a.iter().skip(1)).map(|(&u, &w)| (u, w)));
+        let next_row = both(&mut a.iter().zip(a.iter().skip(128)).map(|(&u, &w)| (u, w)));
+        let next_key = both(&mut a.iter().zip(b.iter()).map(|(&u, &w)| (u, w)));
+        for (what, p) in [("column", next_col), ("row", next_row), ("key", next_key)] {
+            assert!((p - 0.25).abs() < 0.01, "{what}: {p}");
+        }
+    }
+
+    #[test]
+    fn a_batch_split_into_shards_gets_the_unsplit_mask() {
+        let x = Array2::from_shape_fn((9, 13), |(i, j)| (i * 13 + j) as f32);
+        let (mut whole, mut out) = (Array2::zeros(x.raw_dim()), Array2::zeros(x.raw_dim()));
+        forward_train(0.3, x.view(), whole.view_mut(), out.view_mut(), key(5));
+        let mut parts = Array2::zeros(x.raw_dim());
+        for (lo, hi) in [(0, 4), (4, 9)] {
+            let k = MaskKey {
+                key: 5,
+                first_row: lo,
+            };
+            let mut o = Array2::zeros((hi - lo, 13));
+            forward_train(
+                0.3,
+                x.slice(s![lo..hi, ..]),
+                parts.slice_mut(s![lo..hi, ..]),
+                o.view_mut(),
+                k,
+            );
+            assert_eq!(o, out.slice(s![lo..hi, ..]));
+        }
+        assert_eq!(parts, whole);
     }
 
     #[test]
@@ -93,8 +191,7 @@ mod tests {
                 layers: vec![Layer::Dropout(rate)],
             };
             let mut ws = Workspace::new(&net, 5, true);
-            let mut rng = Rng::new(2, Stream::Dropout);
-            net.forward(x.view(), &mut ws, train.then_some(&mut rng), 1);
+            net.forward(x.view(), &mut ws, train.then_some(key(2)), 1);
             assert_eq!(net.output(&ws, 5), x);
         }
     }

@@ -1,0 +1,180 @@
+//! The optimizer pass after each batch: adds the shards' gradients (in shard order)
+//! and updates every parameter buffer, block by block, so each gradient block is
+//! summed and consumed while it is in L1. Updates are element-wise, so neither the
+//! blocks nor the split across threads change a bit.
+
+use super::layers::dense::DenseGrads;
+use super::network::{Layer, Network, Workspace};
+use super::optim::{Optimizer, Reg, Step};
+use super::shard::MAX_SHARDS;
+
+/// Buffers shorter than this are updated on one thread: splitting costs more.
+const PARALLEL_UPDATE_MIN: usize = 1 << 14;
+/// Elements summed and updated at a time (gradient, parameter and moments of a block
+/// fit in L1).
+const BLOCK: usize = 2048;
+/// The most moment buffers an optimizer keeps per parameter buffer (centered RMSprop
+/// with momentum).
+const MAX_MOMENTS: usize = 3;
+
+/// One parameter buffer (or a range of it) with everything its update needs.
+struct Part<'a> {
+    param: &'a mut [f32],
+    /// The first shard's gradient, which receives the sum.
+    grad: &'a mut [f32],
+    /// The other shards' gradients.
+    others: [&'a [f32]; MAX_SHARDS - 1],
+    reg: Reg,
+    moments: [&'a mut [f32]; MAX_MOMENTS],
+}
+
+impl<'a> Part<'a> {
+    fn split_at(self, mid: usize) -> (Part<'a>, Part<'a>) {
+        let (p1, p2) = self.param.split_at_mut(mid);
+        let (g1, g2) = self.grad.split_at_mut(mid);
+        let halves = self.others.map(|o| o.split_at(mid.min(o.len())));
+        let (mut m1, mut m2): ([&mut [f32]; MAX_MOMENTS], [&mut [f32]; MAX_MOMENTS]) =
+            Default::default();
+        for (i, m) in self.moments.into_iter().enumerate() {
+            (m1[i], m2[i]) = m.split_at_mut(mid.min(m.len()));
+        }
+        let first = Part {
+            param: p1,
+            grad: g1,
+            others: halves.map(|h| h.0),
+            reg: self.reg,
+            moments: m1,
+        };
+        let second = Part {
+            param: p2,
+            grad: g2,
+            others: halves.map(|h| h.1),
+            reg: self.reg,
+            moments: m2,
+        };
+        (first, second)
+    }
+
+    fn run(self, optimizer: &dyn Optimizer, step: Step, k: usize) {
+        let Part {
+            param,
+            grad,
+            others,
+            reg,
+            mut moments,
+        } = self;
+        let mut start = 0;
+        while start < param.len() {
+            let end = (start + BLOCK).min(param.len());
+            let g = &mut grad[start..end];
+            for other in others.iter().filter(|o| !o.is_empty()) {
+                for (s, &o) in g.iter_mut().zip(&other[start..end]) {
+                    *s += o;
+                }
+            }
+            let mut ms: [&mut [f32]; MAX_MOMENTS] = Default::default();
+            for (m, whole) in ms.iter_mut().zip(moments.iter_mut()).take(k) {
+                *m = &mut whole[start..end];
+            }
+            optimizer.update(step, &mut param[start..end], g, reg, &mut ms[..k]);
+            start = end;
+        }
+    }
+}
+
+fn kernel_grad(g: &DenseGrads) -> &[f32] {
+    g.kernel.as_slice().expect("contiguous")
+}
+
+fn bias_grad(g: &DenseGrads) -> &[f32] {
+    g.bias
+        .as_ref()
+        .expect("bias gradient")
+        .as_slice()
+        .expect("contiguous")
+}
+
+/// Visits every parameter buffer in a fixed order (each dense layer's kernel, then
+/// bias) with its gradients and moments.
+fn for_each_part<'a>(
+    net: &'a mut Network,
+    shards: &'a mut [Workspace],
+    moments: &'a mut [Vec<f32>],
+    k: usize,
+    mut visit: impl FnMut(Part<'a>),
+) {
+    let (first, others) = shards.split_first_mut().expect("at least one shard");
+    let others: &'a [Workspace] = others;
+    let mut moments = moments.iter_mut();
+    let mut next_moments = || {
+        let mut ms: [&mut [f32]; MAX_MOMENTS] = Default::default();
+        for m in ms.iter_mut().take(k) {
+            *m = moments.next().expect("moments per buffer").as_mut_slice();
+        }
+        ms
+    };
+    let layers = net.layers.iter_mut().zip(first.grads.iter_mut());
+    for (i, (layer, grads)) in layers.enumerate() {
+        let (Layer::Dense(d), Some(g)) = (layer, grads) else {
+            continue;
+        };
+        let gather = |f: fn(&DenseGrads) -> &[f32]| {
+            let mut o: [&'a [f32]; MAX_SHARDS - 1] = [&[]; MAX_SHARDS - 1];
+            for (slot, ws) in o.iter_mut().zip(others) {
+                *slot = f(ws.grads[i].as_ref().expect("dense gradients"));
+            }
+            o
+        };
+        visit(Part {
+            param: d.kernel.as_slice_mut().expect("contiguous"),
+            grad: g.kernel.as_slice_mut().expect("contiguous"),
+            others: gather(kernel_grad),
+            reg: Reg { l1: d.l1, l2: d.l2 },
+            moments: next_moments(),
+        });
+        if let (Some(b), Some(gb)) = (&mut d.bias, &mut g.bias) {
+            visit(Part {
+                param: b.as_slice_mut().expect("contiguous"),
+                grad: gb.as_slice_mut().expect("contiguous"),
+                others: gather(bias_grad),
+                reg: Reg::default(),
+                moments: next_moments(),
+            });
+        }
+    }
+}
+
+/// One optimizer step from the gradients in `shards` (one workspace per shard).
+pub(crate) fn apply_updates(
+    net: &mut Network,
+    shards: &mut [Workspace],
+    optimizer: &dyn Optimizer,
+    step: Step,
+    moments: &mut [Vec<f32>],
+    threads: usize,
+) {
+    let k = optimizer.moments();
+    let params: usize = net.dense_layers().map(|d| d.params()).sum();
+    if threads <= 1 || params < PARALLEL_UPDATE_MIN {
+        for_each_part(net, shards, moments, k, |part| part.run(optimizer, step, k));
+        return;
+    }
+    // Two halves of the pass, one per thread: each big buffer split in the middle,
+    // the small ones whole in the first. Two short lists per step (a few dozen bytes)
+    // buy a single fork-join instead of one per buffer.
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for_each_part(net, shards, moments, k, |part| {
+        if part.param.len() < PARALLEL_UPDATE_MIN {
+            first.push(part);
+        } else {
+            let mid = (part.param.len() / 2).next_multiple_of(64);
+            let (a, b) = part.split_at(mid);
+            first.push(a);
+            second.push(b);
+        }
+    });
+    rayon::join(
+        || first.into_iter().for_each(|p| p.run(optimizer, step, k)),
+        || second.into_iter().for_each(|p| p.run(optimizer, step, k)),
+    );
+}
