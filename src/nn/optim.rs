@@ -4,6 +4,7 @@
 //! so the whole training state is plain data that a checkpoint can store.
 //! Each update is one pass over a parameter buffer, with the L1/L2 gradient fused in.
 
+use super::activation::widest;
 use super::spec::OptimizerSpec;
 
 /// The per-step inputs: learning rate and the 1-based iteration count.
@@ -50,6 +51,23 @@ pub(crate) trait Optimizer: Send + Sync {
         reg: Reg,
         moments: &mut [&mut [f32]],
     );
+    /// `update` from the gradient `a + b` (two shards' gradients). The sum is formed
+    /// element by element as `update` would see it, so the bits are the same as
+    /// summing first; `a` may be overwritten.
+    fn update_sum(
+        &self,
+        step: Step,
+        param: &mut [f32],
+        a: &mut [f32],
+        b: &[f32],
+        reg: Reg,
+        moments: &mut [&mut [f32]],
+    ) {
+        for (s, &g) in a.iter_mut().zip(b) {
+            *s += g;
+        }
+        self.update(step, param, a, reg, moments);
+    }
 }
 
 pub(crate) fn build(spec: &OptimizerSpec) -> Box<dyn Optimizer> {
@@ -134,12 +152,8 @@ impl Optimizer for Adam {
         reg: Reg,
         moments: &mut [&mut [f32]],
     ) {
-        let t = step.iteration as i32;
-        let alpha = (f64::from(step.lr) * (1.0 - self.beta_2.powi(t)).sqrt()
-            / (1.0 - self.beta_1.powi(t))) as f32;
-        let (b1, b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);
+        let [alpha, b1, b2, eps] = self.constants(step);
         let decay = self.weight_decay * step.lr;
-        let eps = self.epsilon;
         let (m, v) = moments.split_at_mut(1);
         if reg.is_zero() && decay == 0.0 {
             adam_plain(
@@ -164,48 +178,72 @@ impl Optimizer for Adam {
             *w -= *m * alpha / (v.sqrt() + eps);
         }
     }
+
+    fn update_sum(
+        &self,
+        step: Step,
+        param: &mut [f32],
+        a: &mut [f32],
+        b: &[f32],
+        reg: Reg,
+        moments: &mut [&mut [f32]],
+    ) {
+        if !reg.is_zero() || self.weight_decay != 0.0 {
+            for (s, &g) in a.iter_mut().zip(b) {
+                *s += g;
+            }
+            return self.update(step, param, a, reg, moments);
+        }
+        let (m, v) = moments.split_at_mut(1);
+        adam_plain_sum(
+            param,
+            a,
+            b,
+            &mut m[0][..],
+            &mut v[0][..],
+            self.constants(step),
+        );
+    }
+}
+
+impl Adam {
+    /// The bias-corrected step size α, 1−β₁, 1−β₂ and ε of this step.
+    fn constants(&self, step: Step) -> [f32; 4] {
+        let t = step.iteration as i32;
+        let alpha = (f64::from(step.lr) * (1.0 - self.beta_2.powi(t)).sqrt()
+            / (1.0 - self.beta_1.powi(t))) as f32;
+        let (b1, b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);
+        [alpha, b1, b2, self.epsilon]
+    }
 }
 
 /// Adam's common case (no regularization, no decay) in one vectorisable pass.
 #[inline(always)]
-fn adam_loop(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
+fn adam_step(w: &mut f32, g: f32, m: &mut f32, v: &mut f32, c: [f32; 4]) {
     let [alpha, b1, b2, eps] = c;
-    for (((w, &g), m), v) in param
-        .iter_mut()
-        .zip(grad)
-        .zip(m.iter_mut())
-        .zip(v.iter_mut())
-    {
-        *m += (g - *m) * b1;
-        *v += (g * g - *v) * b2;
-        *w -= *m * alpha / (v.sqrt() + eps);
+    *m += (g - *m) * b1;
+    *v += (g * g - *v) * b2;
+    *w -= *m * alpha / (v.sqrt() + eps);
+}
+
+// Compiled for wider vectors when the CPU has them. Lanes do exactly the scalar IEEE
+// operations (Rust never contracts into FMA), so results are bit-identical on every CPU.
+widest! {
+    fn adam_plain(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
+        for (((w, &g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+            adam_step(w, g, m, v, c);
+        }
     }
 }
 
-/// The same loop compiled for wider vectors when the CPU has them. Lanes do exactly
-/// the scalar IEEE operations (Rust never contracts into FMA), so results are
-/// bit-identical on every CPU.
-fn adam_plain(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn wide(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
-            adam_loop(param, grad, m, v, c);
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
-            adam_loop(param, grad, m, v, c);
-        }
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the feature the function is compiled for.
-            return unsafe { wide(param, grad, m, v, c) };
-        }
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { avx2(param, grad, m, v, c) };
+widest! {
+    /// `adam_plain` from the gradient `a + b`, summed in the same pass.
+    fn adam_plain_sum(param: &mut [f32], a: &[f32], b: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
+        let grads = a.iter().zip(b);
+        for (((w, (&ga, &gb)), m), v) in param.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut()) {
+            adam_step(w, ga + gb, m, v, c);
         }
     }
-    adam_loop(param, grad, m, v, c);
 }
 
 struct RmsProp {
@@ -360,6 +398,54 @@ mod tests {
             &run(OptimizerSpec::RmsProp(rms), 0.01),
             &reference("rmsprop_centered_momentum", 0.01),
         );
+    }
+
+    #[test]
+    fn update_from_two_shards_is_update_from_their_sum() {
+        let specs = [
+            OptimizerSpec::Adam(AdamSpec::default()),
+            OptimizerSpec::AdamW(AdamWSpec::default()),
+            OptimizerSpec::Sgd(SgdSpec {
+                learning_rate: 0.1,
+                momentum: 0.9,
+                nesterov: false,
+            }),
+        ];
+        // Long enough for the vector loops and their remainders.
+        let n = 37;
+        let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() * 0.3).collect();
+        let sum: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+        for spec in specs {
+            let opt = build(&spec);
+            let run = |two: bool| {
+                let mut w: Vec<f32> = (0..n).map(|i| i as f32 * 0.01 - 0.1).collect();
+                let mut store = vec![vec![0.0f32; n]; opt.moments()];
+                for t in 1..=3 {
+                    let mut moments: Vec<&mut [f32]> =
+                        store.iter_mut().map(|m| m.as_mut_slice()).collect();
+                    let step = Step {
+                        lr: 0.01,
+                        iteration: t,
+                    };
+                    if two {
+                        let mut scratch = a.clone();
+                        opt.update_sum(
+                            step,
+                            &mut w,
+                            &mut scratch,
+                            &b,
+                            Reg::default(),
+                            &mut moments,
+                        );
+                    } else {
+                        opt.update(step, &mut w, &sum, Reg::default(), &mut moments);
+                    }
+                }
+                w.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            assert_eq!(run(true), run(false), "{spec:?}");
+        }
     }
 
     #[test]

@@ -78,7 +78,13 @@ pub(crate) fn forward_backward(net: &Network, shards: &mut [Workspace], job: &Jo
     sums[1..n].iter().fold(sums[0], |total, s| total + s)
 }
 
-fn run_one(net: &Network, ws: &mut Workspace, job: &Job<'_>, range: Range<usize>, threads: usize) -> f64 {
+fn run_one(
+    net: &Network,
+    ws: &mut Workspace,
+    job: &Job<'_>,
+    range: Range<usize>,
+    threads: usize,
+) -> f64 {
     let rows = range.len();
     let x = job.x.slice(s![range.clone(), ..]);
     let key = MaskKey {

@@ -1,7 +1,7 @@
 //! The optimizer pass after each batch: adds the shards' gradients (in shard order)
-//! and updates every parameter buffer, block by block, so each gradient block is
-//! summed and consumed while it is in L1. Updates are element-wise, so neither the
-//! blocks nor the split across threads change a bit.
+//! and updates every parameter buffer in the same pass (`Optimizer::update_sum`).
+//! Updates are element-wise, so neither the blocks nor the split across threads
+//! change a bit.
 
 use super::layers::dense::DenseGrads;
 use super::network::{Layer, Network, Workspace};
@@ -10,9 +10,12 @@ use super::shard::MAX_SHARDS;
 
 /// Buffers shorter than this are updated on one thread: splitting costs more.
 const PARALLEL_UPDATE_MIN: usize = 1 << 14;
-/// Elements summed and updated at a time (gradient, parameter and moments of a block
-/// fit in L1).
+/// Elements per optimizer call, so optimizers that sum before updating do so while
+/// the block is in L1.
 const BLOCK: usize = 2048;
+// `Part` carries one other shard's gradient.
+const _: () = assert!(MAX_SHARDS == 2);
+
 /// The most moment buffers an optimizer keeps per parameter buffer (centered RMSprop
 /// with momentum).
 const MAX_MOMENTS: usize = 3;
@@ -20,10 +23,10 @@ const MAX_MOMENTS: usize = 3;
 /// One parameter buffer (or a range of it) with everything its update needs.
 struct Part<'a> {
     param: &'a mut [f32],
-    /// The first shard's gradient, which receives the sum.
+    /// The first shard's gradient (scratch for the sum).
     grad: &'a mut [f32],
-    /// The other shards' gradients.
-    others: [&'a [f32]; MAX_SHARDS - 1],
+    /// The second shard's gradient; empty when the batch is not split.
+    other: &'a [f32],
     reg: Reg,
     moments: [&'a mut [f32]; MAX_MOMENTS],
 }
@@ -32,7 +35,7 @@ impl<'a> Part<'a> {
     fn split_at(self, mid: usize) -> (Part<'a>, Part<'a>) {
         let (p1, p2) = self.param.split_at_mut(mid);
         let (g1, g2) = self.grad.split_at_mut(mid);
-        let halves = self.others.map(|o| o.split_at(mid.min(o.len())));
+        let (o1, o2) = self.other.split_at(mid.min(self.other.len()));
         let (mut m1, mut m2): ([&mut [f32]; MAX_MOMENTS], [&mut [f32]; MAX_MOMENTS]) =
             Default::default();
         for (i, m) in self.moments.into_iter().enumerate() {
@@ -41,14 +44,14 @@ impl<'a> Part<'a> {
         let first = Part {
             param: p1,
             grad: g1,
-            others: halves.map(|h| h.0),
+            other: o1,
             reg: self.reg,
             moments: m1,
         };
         let second = Part {
             param: p2,
             grad: g2,
-            others: halves.map(|h| h.1),
+            other: o2,
             reg: self.reg,
             moments: m2,
         };
@@ -59,24 +62,23 @@ impl<'a> Part<'a> {
         let Part {
             param,
             grad,
-            others,
+            other,
             reg,
             mut moments,
         } = self;
         let mut start = 0;
         while start < param.len() {
             let end = (start + BLOCK).min(param.len());
-            let g = &mut grad[start..end];
-            for other in others.iter().filter(|o| !o.is_empty()) {
-                for (s, &o) in g.iter_mut().zip(&other[start..end]) {
-                    *s += o;
-                }
-            }
+            let (p, g) = (&mut param[start..end], &mut grad[start..end]);
             let mut ms: [&mut [f32]; MAX_MOMENTS] = Default::default();
             for (m, whole) in ms.iter_mut().zip(moments.iter_mut()).take(k) {
                 *m = &mut whole[start..end];
             }
-            optimizer.update(step, &mut param[start..end], g, reg, &mut ms[..k]);
+            if other.is_empty() {
+                optimizer.update(step, p, g, reg, &mut ms[..k]);
+            } else {
+                optimizer.update_sum(step, p, g, &other[start..end], reg, &mut ms[..k]);
+            }
             start = end;
         }
     }
@@ -118,17 +120,15 @@ fn for_each_part<'a>(
         let (Layer::Dense(d), Some(g)) = (layer, grads) else {
             continue;
         };
-        let gather = |f: fn(&DenseGrads) -> &[f32]| {
-            let mut o: [&'a [f32]; MAX_SHARDS - 1] = [&[]; MAX_SHARDS - 1];
-            for (slot, ws) in o.iter_mut().zip(others) {
-                *slot = f(ws.grads[i].as_ref().expect("dense gradients"));
-            }
-            o
+        let gather = |f: fn(&DenseGrads) -> &[f32]| -> &'a [f32] {
+            others
+                .first()
+                .map_or(&[], |ws| f(ws.grads[i].as_ref().expect("dense gradients")))
         };
         visit(Part {
             param: d.kernel.as_slice_mut().expect("contiguous"),
             grad: g.kernel.as_slice_mut().expect("contiguous"),
-            others: gather(kernel_grad),
+            other: gather(kernel_grad),
             reg: Reg { l1: d.l1, l2: d.l2 },
             moments: next_moments(),
         });
@@ -136,7 +136,7 @@ fn for_each_part<'a>(
             visit(Part {
                 param: b.as_slice_mut().expect("contiguous"),
                 grad: gb.as_slice_mut().expect("contiguous"),
-                others: gather(bias_grad),
+                other: gather(bias_grad),
                 reg: Reg::default(),
                 moments: next_moments(),
             });

@@ -107,7 +107,11 @@ fn one_and_two_threads_give_identical_weights_with_sharded_batches() {
     let (one, two) = (run(1), run(2));
     assert_eq!(weight_bits(&one.model), weight_bits(&two.model));
     same_history(&one.history, &two.history);
-    assert!(one.history[1].loss < one.history[0].loss, "{:?}", one.history);
+    assert!(
+        one.history[1].loss < one.history[0].loss,
+        "{:?}",
+        one.history
+    );
 }
 
 #[test]

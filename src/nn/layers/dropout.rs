@@ -116,7 +116,13 @@ mod tests {
         let x = Array2::from_elem((400, 250), 2.0f32);
         let (mut mask, mut out) = (Array2::zeros(x.raw_dim()), Array2::zeros(x.raw_dim()));
         for (i, rate) in [0.2f32, 0.5, 0.9].into_iter().enumerate() {
-            forward_train(rate, x.view(), mask.view_mut(), out.view_mut(), key(i as u64));
+            forward_train(
+                rate,
+                x.view(),
+                mask.view_mut(),
+                out.view_mut(),
+                key(i as u64),
+            );
             let mean = out.iter().map(|&v| f64::from(v)).sum::<f64>() / out.len() as f64;
             assert!(
                 (mean - 2.0).abs() < 0.02 * 2.0 / f64::from(1.0 - rate).sqrt(),
