@@ -61,12 +61,18 @@ fn parse_line(line: &[u8], layout: &Layout, row: &mut [f32]) -> Result<(), Inges
     let mut pos = 0;
     for column in 0..width {
         let rest = &line[pos..];
-        let (value, len) = match plain_decimal_prefix(rest) {
-            Some((value, len)) if matches!(rest.get(len), None | Some(b',')) => (Ok(value), len),
-            _ => {
-                let len = memchr(b',', rest).unwrap_or(rest.len());
-                (parse_general(&rest[..len]), len)
-            }
+        let (value, len) = match rest {
+            // Most values of sparse data (pixels, one-hot columns) are a bare zero.
+            [b'0', b',', ..] | [b'0'] => (Ok(0.0), 1),
+            _ => match plain_decimal_prefix(rest) {
+                Some((value, len)) if matches!(rest.get(len), None | Some(b',')) => {
+                    (Ok(value), len)
+                }
+                _ => {
+                    let len = memchr(b',', rest).unwrap_or(rest.len());
+                    (parse_general(&rest[..len]), len)
+                }
+            },
         };
         pos += len;
         let last_field = pos == line.len();

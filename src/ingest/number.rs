@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_prefix_stops_at_the_first_byte_that_is_not_part_of_a_decimal() {
-        let prefix = |text: &str| plain_decimal_prefix(text.as_bytes()).map(|(v, n)| (v, n));
+        let prefix = |text: &str| plain_decimal_prefix(text.as_bytes());
         assert_eq!(prefix("12,3"), Some((12.0, 2)));
         assert_eq!(prefix("-0.5\r"), Some((-0.5, 4)));
         assert_eq!(prefix("1.2.3"), Some((1.2, 3)));
