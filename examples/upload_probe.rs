@@ -58,8 +58,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let mb = body.len() as f64 / 1e6;
     println!(
-        "{} ({mb:.1} MB of CSV, {:.1} MB of f32), medians of {rounds}:",
-        path,
+        "{path} ({mb:.1} MB of CSV, {:.1} MB of f32), medians of {rounds}:",
         stored_bytes as f64 / 1e6
     );
     println!(
