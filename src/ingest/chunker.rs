@@ -51,21 +51,33 @@ impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
         self.chunk_rows
     }
 
-    /// Appends one row laid out as features then targets; values must be finite.
-    pub fn push(&mut self, row: &[f32]) -> Result<(), IngestError> {
-        for value in row {
-            self.buf.extend_from_slice(&value.to_le_bytes());
+    /// Appends whole rows, each laid out as features then targets; values must be finite.
+    pub fn push_rows(&mut self, values: &[f32]) -> Result<(), IngestError> {
+        let width = self.stats.len() + self.features;
+        for row in values.chunks_exact(width) {
+            for (stats, &value) in self.stats.iter_mut().zip(&row[self.features..]) {
+                let value = f64::from(value);
+                stats.min = stats.min.min(value);
+                stats.max = stats.max.max(value);
+                stats.integral &= value.fract() == 0.0;
+            }
         }
-        for (stats, &value) in self.stats.iter_mut().zip(&row[self.features..]) {
-            let value = f64::from(value);
-            stats.min = stats.min.min(value);
-            stats.max = stats.max.max(value);
-            stats.integral &= value.fract() == 0.0;
-        }
-        self.rows += 1;
-        self.rows_in_chunk += 1;
-        if self.rows_in_chunk == self.chunk_rows {
-            self.flush()?;
+        let mut rest = values;
+        while !rest.is_empty() {
+            let room = (self.chunk_rows - self.rows_in_chunk) * width;
+            let (now, later) = rest.split_at(room.min(rest.len()));
+            let start = self.buf.len();
+            self.buf.resize(start + 4 * now.len(), 0);
+            for (bytes, value) in self.buf[start..].chunks_exact_mut(4).zip(now) {
+                bytes.copy_from_slice(&value.to_le_bytes());
+            }
+            let rows = now.len() / width;
+            self.rows += rows;
+            self.rows_in_chunk += rows;
+            if self.rows_in_chunk == self.chunk_rows {
+                self.flush()?;
+            }
+            rest = later;
         }
         Ok(())
     }

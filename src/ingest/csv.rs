@@ -1,10 +1,19 @@
 //! Streaming CSV parser: header line, then one number per field.
+//!
+//! Bodies without quote characters (numeric CSVs nearly always) take the fast path of
+//! [`super::block`] on every core; from the first quote character on, the rest goes through
+//! the csv crate on one thread. Both give the same rows and the same errors.
 
-use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Cursor, Read};
 
+use memchr::memchr;
+
+use super::block::is_plain;
+use super::layout::Layout;
+use super::number::parse_value;
+use super::parallel::{fill, parse_plain_blocks, BLOCK};
 use super::records::for_each_record;
-use super::{excerpt, Chunk, Chunker, IngestError};
+use super::{Chunk, Chunker, IngestError};
 use crate::store::Table;
 
 #[derive(Debug, Clone, Default)]
@@ -18,26 +27,81 @@ pub struct CsvOptions {
 
 /// Parses CSV from `reader`, handing rows to `emit` in chunks as they are parsed.
 pub fn parse_csv<R: Read + Send>(
-    reader: R,
+    mut reader: R,
     options: &CsvOptions,
     emit: impl FnMut(Chunk) -> Result<(), IngestError>,
 ) -> Result<Table, IngestError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
+    let mut buf = Vec::with_capacity(BLOCK + BLOCK / 4);
+    match header_end(&mut reader, &mut buf)? {
+        Some(end) if buf[0] != b'\n' && buf[0] != b'\r' && is_plain(&buf[..end], false) => {
+            let columns = header(&mut csv_reader(&buf[..end], true))?;
+            let layout = Layout::new(columns, options)?;
+            let mut chunker = Chunker::new(layout.features.len(), layout.targets.len(), emit);
+            buf.drain(..end);
+            if let Some(rest) = parse_plain_blocks(&mut reader, buf, &layout, 1, &mut chunker)? {
+                let records = csv_reader(Cursor::new(rest.bytes).chain(reader), false);
+                csv_rows(records, &layout, rest.lines_before, &mut chunker)?;
+            }
+            finish(layout, chunker)
+        }
+        // A quoted or blank first line: everything through the csv crate.
+        _ => {
+            let mut records = csv_reader(Cursor::new(buf).chain(reader), true);
+            let layout = Layout::new(header(&mut records)?, options)?;
+            let mut chunker = Chunker::new(layout.features.len(), layout.targets.len(), emit);
+            csv_rows(records, &layout, 0, &mut chunker)?;
+            finish(layout, chunker)
+        }
+    }
+}
+
+/// Reads until `buf` holds the first line; returns the index just past its newline, or
+/// None when the body has none.
+fn header_end<R: Read>(reader: &mut R, buf: &mut Vec<u8>) -> Result<Option<usize>, IngestError> {
+    let mut searched = 0;
+    loop {
+        let end = fill(reader, buf, searched + BLOCK)?;
+        if let Some(i) = memchr(b'\n', &buf[searched..]) {
+            return Ok(Some(searched + i + 1));
+        }
+        if end {
+            return Ok(None);
+        }
+        searched = buf.len();
+    }
+}
+
+fn csv_reader<R: Read>(reader: R, has_headers: bool) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(has_headers)
         .flexible(true)
         .buffer_capacity(1 << 16)
-        .from_reader(reader);
-    let columns: Vec<String> = reader
+        .from_reader(reader)
+}
+
+fn header<R: Read>(records: &mut csv::Reader<R>) -> Result<Vec<String>, IngestError> {
+    Ok(records
         .headers()
         .map_err(|e| IngestError::Csv(e.to_string()))?
         .iter()
         .map(|name| name.trim().to_owned())
-        .collect();
-    let layout = Layout::new(columns, options)?;
-    let mut chunker = Chunker::new(layout.features.len(), layout.targets.len(), emit);
+        .collect())
+}
+
+/// Rows through the csv crate; its line numbers count from `lines_before` + 1.
+fn csv_rows<R, F>(
+    records: csv::Reader<R>,
+    layout: &Layout,
+    lines_before: u64,
+    chunker: &mut Chunker<F>,
+) -> Result<(), IngestError>
+where
+    R: Read + Send,
+    F: FnMut(Chunk) -> Result<(), IngestError>,
+{
     let mut row = vec![0f32; layout.columns.len()];
-    for_each_record(reader, |record| {
-        let line = record.position().map_or(0, |p| p.line());
+    for_each_record(records, |record| {
+        let line = lines_before + record.position().map_or(0, |p| p.line());
         if record.len() != layout.columns.len() {
             return Err(IngestError::Ragged {
                 line,
@@ -46,28 +110,17 @@ pub fn parse_csv<R: Read + Send>(
             });
         }
         for (column, field) in record.iter().enumerate() {
-            row[layout.slot[column]] = parse_value(field).map_err(|fault| {
-                let name = layout.columns[column].clone();
-                let value = excerpt(field);
-                let column = column + 1;
-                match fault {
-                    Fault::NotANumber => IngestError::NotANumber {
-                        line,
-                        column,
-                        name,
-                        value,
-                    },
-                    Fault::NotFinite => IngestError::NotFinite {
-                        line,
-                        column,
-                        name,
-                        value,
-                    },
-                }
-            })?;
+            row[layout.slot[column]] =
+                parse_value(field).map_err(|fault| layout.bad_value(line, column, field, fault))?;
         }
-        chunker.push(&row)
-    })?;
+        chunker.push_rows(&row)
+    })
+}
+
+fn finish<F>(layout: Layout, chunker: Chunker<F>) -> Result<Table, IngestError>
+where
+    F: FnMut(Chunk) -> Result<(), IngestError>,
+{
     let chunk_rows = chunker.chunk_rows();
     let (rows, target_stats) = chunker.finish()?;
     Ok(Table {
@@ -78,150 +131,6 @@ pub fn parse_csv<R: Read + Send>(
         target_stats,
         chunk_rows,
     })
-}
-
-/// Where each CSV column goes in a stored row (features first, then targets).
-struct Layout {
-    columns: Vec<String>,
-    features: Vec<usize>,
-    targets: Vec<usize>,
-    slot: Vec<usize>,
-}
-
-impl Layout {
-    fn new(columns: Vec<String>, options: &CsvOptions) -> Result<Self, IngestError> {
-        if columns.is_empty() || columns == [""] {
-            return Err(IngestError::Empty);
-        }
-        let mut index = HashMap::new();
-        for (i, name) in columns.iter().enumerate() {
-            if name.is_empty() {
-                return Err(IngestError::EmptyColumnName { column: i + 1 });
-            }
-            if let Some(first) = index.insert(name.as_str(), i) {
-                return Err(IngestError::DuplicateColumn {
-                    name: name.clone(),
-                    first: first + 1,
-                    second: i + 1,
-                });
-            }
-        }
-        if columns
-            .iter()
-            .all(|name| parse_value(name.as_bytes()).is_ok())
-        {
-            return Err(IngestError::HeaderIsNumeric);
-        }
-        let mut targets = Vec::new();
-        for name in &options.targets {
-            let &i = index
-                .get(name.as_str())
-                .ok_or_else(|| IngestError::UnknownTarget {
-                    name: name.clone(),
-                    columns: columns.clone(),
-                })?;
-            if targets.contains(&i) {
-                return Err(IngestError::DuplicateTarget(name.clone()));
-            }
-            targets.push(i);
-        }
-        if targets.is_empty() {
-            targets.push(columns.len() - 1);
-        }
-        let mut features: Vec<usize> = (0..columns.len())
-            .filter(|i| !targets.contains(i))
-            .collect();
-        if features.is_empty() {
-            return Err(IngestError::NoFeatures);
-        }
-        if let Some(order) = &options.feature_order {
-            let present: Vec<&str> = features.iter().map(|&i| columns[i].as_str()).collect();
-            let mut wanted: Vec<&str> = order.iter().map(String::as_str).collect();
-            let mut sorted = present.clone();
-            sorted.sort_unstable();
-            wanted.sort_unstable();
-            if sorted != wanted {
-                return Err(IngestError::Columns(format!(
-                    "the feature columns must be {order:?} (besides the targets), got {present:?}"
-                )));
-            }
-            features = order.iter().map(|name| index[name.as_str()]).collect();
-        }
-        let mut slot = vec![0; columns.len()];
-        for (position, &column) in features.iter().chain(&targets).enumerate() {
-            slot[column] = position;
-        }
-        Ok(Self {
-            columns,
-            features,
-            targets,
-            slot,
-        })
-    }
-
-    fn names(&self, indices: &[usize]) -> Vec<String> {
-        indices.iter().map(|&i| self.columns[i].clone()).collect()
-    }
-}
-
-enum Fault {
-    NotANumber,
-    NotFinite,
-}
-
-fn parse_value(field: &[u8]) -> Result<f32, Fault> {
-    if let Some(value) = parse_plain_decimal(field) {
-        return Ok(value);
-    }
-    let text = std::str::from_utf8(field)
-        .map_err(|_| Fault::NotANumber)?
-        .trim();
-    let value: f32 = text.parse().map_err(|_| Fault::NotANumber)?;
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(Fault::NotFinite)
-    }
-}
-
-/// Powers of ten that f32 holds exactly.
-const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];
-
-/// Fast path for plain decimals (`-12`, `0.0625`, `3.`), which is what numeric CSVs hold
-/// almost everywhere. When the digits form an integer m < 2^24 and there are k ≤ 10 of them
-/// after the point, m and 10^k are exact in f32 and one correctly rounded division gives
-/// the correctly rounded value of m / 10^k — the same f32 as the full parser (Clinger's
-/// fast path). Anything else returns None and takes the full parser.
-fn parse_plain_decimal(field: &[u8]) -> Option<f32> {
-    let (negative, digits) = match field {
-        [b'-', rest @ ..] => (true, rest),
-        _ => (false, field),
-    };
-    let mut mantissa: u32 = 0;
-    let mut seen_digit = false;
-    let mut scale: Option<usize> = None;
-    for &byte in digits {
-        match byte {
-            b'0'..=b'9' => {
-                mantissa = mantissa * 10 + u32::from(byte - b'0');
-                if mantissa >= 1 << 24 {
-                    return None;
-                }
-                seen_digit = true;
-                if let Some(k) = scale.as_mut() {
-                    *k += 1;
-                }
-            }
-            b'.' if scale.is_none() => scale = Some(0),
-            _ => return None,
-        }
-    }
-    let k = scale.unwrap_or(0);
-    if !seen_digit || k >= POW10.len() {
-        return None;
-    }
-    let value = mantissa as f32 / POW10[k];
-    Some(if negative { -value } else { value })
 }
 
 #[cfg(test)]
@@ -301,47 +210,98 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn plain_decimal_fast_path_agrees_with_the_standard_parser() {
-        let mut texts: Vec<String> = [
-            "0", "7", "-12", "255", "9999999", "-0", "3.", "0.1", "-0.0625", "16777215",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        // Many mantissas at every scale the fast path takes, including awkward roundings.
-        let mut m: u64 = 1;
-        for _ in 0..2000 {
-            m = m
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let m = (m >> 40) % (1 << 24);
-            for k in 0..=10usize {
-                let digits = format!("{m:0>width$}", width = k + 1);
-                let (int, frac) = digits.split_at(digits.len() - k);
-                texts.push(format!("{int}.{frac}"));
+    /// A body of several blocks: plain decimals, zeros, exponents, padded values.
+    fn lines(rows: usize) -> Vec<String> {
+        let mut lines = vec!["a,b,c,d,y".to_string()];
+        for r in 0..rows {
+            let a = if r % 3 == 0 {
+                "0".into()
+            } else {
+                format!("0.{:04}", r % 9973)
+            };
+            let c = if r % 1000 == 7 {
+                " 2 ".into()
+            } else {
+                format!("{}", r % 17)
+            };
+            lines.push(format!("{a},-{}.5,{c},{}e-05,{}", r % 251, r % 97, r % 10));
+        }
+        lines
+    }
+
+    /// The same body parsed by the fast path and, with its first column name quoted, by
+    /// the csv crate alone: the outcomes must agree exactly.
+    fn both_paths(lines: &[String], newline: &str) -> Result<(Table, Vec<f32>), String> {
+        let plain = lines.join(newline) + newline;
+        let quoted = format!("\"{plain}").replacen(',', "\",", 1);
+        let fast = parse(&plain, &[]).map_err(|e| e.to_string());
+        let slow = parse(&quoted, &[]).map_err(|e| e.to_string());
+        match (&fast, &slow) {
+            (Ok((t1, v1)), Ok((t2, v2))) => {
+                assert_eq!((t1.rows, &t1.columns), (t2.rows, &t2.columns));
+                assert_eq!(t1.target_stats, t2.target_stats);
+                assert!(v1.iter().zip(v2).all(|(a, b)| a.to_bits() == b.to_bits()));
+                assert_eq!(v1.len(), v2.len());
             }
+            // The csv crate counts a record after a CRLF as starting on the line before
+            // (its position is taken at the `\n`); the fast path counts the line it is on.
+            (Err(e1), Err(e2)) if newline == "\n" => assert_eq!(e1, e2),
+            (Err(_), Err(_)) => {}
+            _ => panic!(
+                "the paths disagree: {:?} vs {:?}",
+                fast.map(|_| ()),
+                slow.map(|_| ())
+            ),
         }
-        for text in &texts {
-            let fast = parse_plain_decimal(text.as_bytes()).expect(text);
-            assert_eq!(
-                fast.to_bits(),
-                text.parse::<f32>().unwrap().to_bits(),
-                "{text}"
-            );
-        }
-        for slow in [
-            "16777216",
-            "1e5",
-            "0.00000000001",
-            ".",
-            "-",
-            "",
-            "1.2.3",
-            " 1",
-            "nan",
-        ] {
-            assert!(parse_plain_decimal(slow.as_bytes()).is_none(), "{slow}");
-        }
+        fast
+    }
+
+    #[test]
+    fn plain_and_quoted_bodies_of_several_blocks_give_identical_rows() {
+        let mut lines = lines(120_000);
+        assert!(lines.concat().len() > 2 * BLOCK);
+        let (table, values) = both_paths(&lines, "\n").unwrap();
+        assert_eq!(table.rows, 120_000);
+        assert_eq!(&values[5 * 7..5 * 8], [0.0007, -7.5, 2.0, 7e-5, 7.0]);
+        let (_, crlf) = both_paths(&lines, "\r\n").unwrap();
+        assert_eq!(crlf, values);
+        // Blank lines are skipped by both; a quoted field half-way switches to the csv crate
+        // for the rest of the body without changing any value.
+        lines.insert(50_000, String::new());
+        let mut fields: Vec<String> = lines[90_000].split(',').map(String::from).collect();
+        fields[1] = format!("\"{}\"", fields[1]);
+        lines[90_000] = fields.join(",");
+        let (table, mixed) = both_paths(&lines, "\n").unwrap();
+        assert_eq!(table.rows, 120_000);
+        assert_eq!(mixed, values);
+    }
+
+    #[test]
+    fn an_error_in_a_later_block_names_its_own_line() {
+        let good = lines(120_000);
+        let at = |line: usize, text: &str| {
+            let mut lines = good.clone();
+            lines[line - 1] = text.into();
+            lines
+        };
+        let err = both_paths(&at(100_000, "1,2,x,4,5"), "\n").unwrap_err();
+        assert_eq!(err, "line 100000, column 3 (\"c\"): \"x\" is not a number");
+        let err = both_paths(&at(100_001, "1,2,inf,4,5"), "\r\n").unwrap_err();
+        assert!(err.starts_with("line 100001, column 3"), "{err}");
+        // The field count is checked before the values, as the csv crate path does.
+        let err = both_paths(&at(99_999, "1,x,3,4,5,6"), "\n").unwrap_err();
+        assert_eq!(err, "line 99999: expected 5 fields like the header, got 6");
+        let err = both_paths(&at(99_998, "x,2"), "\n").unwrap_err();
+        assert_eq!(err, "line 99998: expected 5 fields like the header, got 2");
+        // After a quoted field sent the rest through the csv crate, lines still count on.
+        let mut lines = at(110_000, "1,2,3,4,?");
+        lines[40_000] = "\"1\",2,3,4,5".into();
+        let err = both_paths(&lines, "\n").unwrap_err();
+        assert_eq!(err, "line 110000, column 5 (\"y\"): \"?\" is not a number");
+        // The first bad line wins even when a later block is parsed first.
+        let mut lines = at(110_000, "1,2,3,4");
+        lines[80_000] = "1,2,3,4,z".into();
+        let err = both_paths(&lines, "\n").unwrap_err();
+        assert!(err.starts_with("line 80001, column 5"), "{err}");
     }
 }

@@ -100,7 +100,7 @@ pub fn parse_json(
                 "{field}[{i}][{index}] is outside the f32 range"
             )));
         }
-        chunker.push(&row)?;
+        chunker.push_rows(&row)?;
     }
     let chunk_rows = chunker.chunk_rows();
     let (rows, target_stats) = chunker.finish()?;

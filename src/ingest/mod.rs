@@ -3,9 +3,13 @@
 //! Parsing is synchronous (it is CPU work and runs on a blocking thread); [`upload`] ties a
 //! streamed request body to the parser and the parser's chunks to one store transaction.
 
+mod block;
 mod chunker;
 mod csv;
 mod json;
+mod layout;
+mod number;
+mod parallel;
 mod records;
 mod upload;
 
@@ -75,6 +79,19 @@ pub enum IngestError {
     Aborted,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl IngestError {
+    /// The same error with its line number (if it has one) mapped through `f`.
+    fn map_line(mut self, f: impl FnOnce(u64) -> u64) -> Self {
+        if let Self::Ragged { line, .. }
+        | Self::NotANumber { line, .. }
+        | Self::NotFinite { line, .. } = &mut self
+        {
+            *line = f(*line);
+        }
+        self
+    }
 }
 
 /// Shortens a client-supplied value quoted back in an error message.

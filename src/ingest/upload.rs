@@ -6,6 +6,7 @@
 //! the channel capacities, whatever the body size.
 
 use std::io::{self, Read};
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
@@ -28,6 +29,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let started = Instant::now();
     let (bytes_tx, bytes_rx) = mpsc::channel(16);
     let (chunks_tx, mut chunks_rx) = mpsc::channel::<Chunk>(2);
     let span = tracing::Span::current();
@@ -61,7 +63,14 @@ where
         (Err(err), _) | (Ok(_), Err(err)) => return Err(err),
         (Ok(parsed), Ok(writer)) => (parsed, writer),
     };
-    commit(writer, parsed, name).await
+    let parsed_in = started.elapsed();
+    let dataset = commit(writer, parsed, name).await?;
+    tracing::debug!(
+        parse_and_insert_s = parsed_in.as_secs_f64(),
+        commit_s = (started.elapsed() - parsed_in).as_secs_f64(),
+        "CSV upload timing"
+    );
+    Ok(dataset)
 }
 
 /// Stores a dataset sent as JSON (already in memory, so no streaming to do).

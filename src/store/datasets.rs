@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::{from_json, json, Result, Store, StoreError};
@@ -99,6 +99,8 @@ pub struct DatasetWriter {
     tx: Transaction<'static, Sqlite>,
     id: Uuid,
     chunks: i64,
+    /// Where the checkpoint runs after the commit.
+    pool: SqlitePool,
 }
 
 impl DatasetWriter {
@@ -142,6 +144,17 @@ impl DatasetWriter {
         .execute(&mut *self.tx)
         .await?;
         self.tx.commit().await?;
+        // Moves the upload from the WAL into the database file off the request path;
+        // should it fail, the next automatic checkpoint of the main pool does the same.
+        let pool = self.pool;
+        tokio::spawn(async move {
+            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await
+            {
+                tracing::warn!(%err, "checkpoint after an upload failed");
+            }
+        });
         Ok(dataset)
     }
 }
@@ -149,9 +162,10 @@ impl DatasetWriter {
 impl Store {
     pub async fn begin_dataset(&self) -> Result<DatasetWriter> {
         Ok(DatasetWriter {
-            tx: self.pool.begin().await?,
+            tx: self.uploads.begin().await?,
             id: Uuid::new_v4(),
             chunks: 0,
+            pool: self.pool.clone(),
         })
     }
 

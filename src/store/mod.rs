@@ -40,6 +40,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
+    /// Connections for dataset uploads only (see [`Store::connect`]).
+    uploads: SqlitePool,
 }
 
 impl Store {
@@ -47,7 +49,14 @@ impl Store {
     ///
     /// WAL lets readers (metrics polls, predictions loading a model) proceed while a job or an
     /// upload writes; the long busy timeout lets an epoch write wait out a large upload's
-    /// transaction instead of failing.
+    /// transaction instead of failing. Pages of 64 KiB (taken only when the file is created)
+    /// halve the cost of writing the multi-megabyte row chunks compared with 4 KiB.
+    ///
+    /// Uploads get connections of their own that commit with a full sync of the WAL and do
+    /// not checkpoint on commit: the committing connection would otherwise copy the whole
+    /// dataset a second time into the database file before answering. The chunks are
+    /// durable in the synced WAL; [`DatasetWriter::commit`] starts the checkpoint in the
+    /// background instead.
     pub async fn connect(url: &str) -> Result<Self> {
         let options = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url)?
@@ -56,16 +65,24 @@ impl Store {
         };
         let options = options
             .create_if_missing(true)
+            .page_size(1 << 16)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(60));
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!().run(&pool).await?;
-        Ok(Self { pool })
+        let uploads = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_lazy_with(
+                options
+                    .synchronous(SqliteSynchronous::Full)
+                    .pragma("wal_autocheckpoint", "0"),
+            );
+        Ok(Self { pool, uploads })
     }
 
     /// Succeeds when the database answers a query.
@@ -75,6 +92,7 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        self.uploads.close().await;
         self.pool.close().await;
     }
 }
