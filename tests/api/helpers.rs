@@ -56,9 +56,15 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
     let address = format!("http://{}", listener.local_addr().unwrap());
     let models = ModelCache::default();
     let (workers, threads) = (config.worker_count(), config.threads_per_job());
-    let scheduler = Scheduler::start(store.clone(), models.clone(), workers, threads)
-        .await
-        .expect("scheduler");
+    let scheduler = Scheduler::start(
+        store.clone(),
+        models.clone(),
+        workers,
+        threads,
+        config.dataset_memory_bytes,
+    )
+    .await
+    .expect("scheduler");
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),
