@@ -67,6 +67,9 @@ struct Opts {
     /// Most minutes one training job may take before it is cancelled.
     #[arg(long, default_value_t = 30)]
     job_minutes: u64,
+    /// Rows of the stream stage's dataset (its CSV is bench-data/blobs784-<rows/1000>k.csv).
+    #[arg(long, env = "NNSERVE_BENCH_STREAM_ROWS", default_value_t = 600_000)]
+    stream_rows: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -141,7 +144,7 @@ fn setup(opts: Opts) -> Result<Setup, String> {
     // Quick: 10× W1's rows against a budget 10× smaller than the full run's, so it streams.
     let (large_rows, stream_budget) = match opts.quick {
         true => (60_000, 24 << 20),
-        false => (600_000, 256 << 20),
+        false => (opts.stream_rows, 256 << 20),
     };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -33,6 +33,7 @@ pub async fn spawn_app() -> TestApp {
 pub struct Options {
     pub workers: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    pub dataset_memory_bytes: Option<usize>,
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
@@ -46,6 +47,9 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
     config.workers = options.workers;
     if let Some(max) = options.max_body_bytes {
         config.max_body_bytes = max;
+    }
+    if let Some(budget) = options.dataset_memory_bytes {
+        config.dataset_memory_bytes = budget;
     }
     let store = Store::connect(&config.database_url)
         .await
