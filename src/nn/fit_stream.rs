@@ -1,22 +1,23 @@
 //! `fit_streaming` and `resume_streaming`: training on a dataset read chunk by chunk.
 //!
-//! Everything but the order of training rows is as in `fit`: the same seeded row-level
-//! validation split (so the validation pass reads every chunk that holds validation
-//! rows), the same checks and messages, normalization adapted on the training rows, the
-//! same class weights. Rows within an epoch come from a shuffle buffer instead of a full
-//! permutation, so results differ from `fit` on the same rows, and also depend on the
-//! memory budget (it sets the buffer size); with the same budget, runs and resumes are
-//! bit-identical.
+//! As `fit`: the checks and their messages, normalization adapted on the training rows,
+//! class weights, Keras' split sizes. Different: the validation split takes whole chunks
+//! in a seeded random order (`chunk_split`), because a row-level split would make every
+//! validation pass read the whole dataset (SQLite blob reads are what a streamed epoch
+//! waits for); and rows within an epoch come from a shuffle buffer instead of a full
+//! permutation. Results therefore differ from `fit`'s and depend on the memory budget (it
+//! sets the buffer size); with the same budget, runs and resumes are bit-identical.
 
 use std::cell::RefCell;
 
 use super::batch::BatchSource;
 use super::error::TrainError;
+use super::split::chunk_split;
 use super::state::TrainingState;
 use super::stream::{scan, ChunkSource, Reader};
 use super::stream_source::{StreamTrain, StreamValidation};
 use super::train::{
-    check_resumed, epochs, restore, split_rows, FitObserver, FitOptions, FitOutcome,
+    check_resumed, check_sizes, epochs, restore, FitObserver, FitOptions, FitOutcome,
 };
 use super::validate::ValidSpec;
 use super::LossKind;
@@ -79,15 +80,12 @@ fn run(
     }
     let reader = RefCell::new(Reader::new(source));
     let rows = reader.borrow().total_rows();
-    let parts = split_rows(spec, rows, ts.validation_split)?;
-    let mut is_validation = vec![false; rows];
-    for &r in &parts.validation {
-        is_validation[r] = true;
-    }
+    let is_validation = chunk_split(&reader.borrow().rows, ts.validation_split, ts.seed);
+    let val_rows = is_validation.iter().filter(|&&v| v).count();
+    let train_rows = rows - val_rows;
+    check_sizes(spec, rows, ts.validation_split, train_rows, val_rows)?;
     let adapt = resumed.is_none() && TrainingState::adapts(spec);
     let normalization = scan(&reader, &is_validation, adapt, ts.loss, facts.outputs)?;
-    let (train_rows, val_rows) = (parts.train.len(), parts.validation.len());
-    drop(parts);
     let state = match resumed {
         Some(state) => check_resumed(state, train_rows, val_rows)?,
         None => TrainingState::fresh(

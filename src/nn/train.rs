@@ -197,21 +197,39 @@ pub(crate) fn split_rows(
     rows: usize,
     fraction: f64,
 ) -> Result<Split, TrainError> {
+    let parts = split(rows, fraction, spec.spec().seed);
+    check_sizes(
+        spec,
+        rows,
+        fraction,
+        parts.train.len(),
+        parts.validation.len(),
+    )?;
+    Ok(parts)
+}
+
+/// An error when a split leaves either side empty.
+pub(crate) fn check_sizes(
+    spec: &ValidSpec,
+    rows: usize,
+    fraction: f64,
+    train: usize,
+    validation: usize,
+) -> Result<(), TrainError> {
     let ts = spec.spec();
-    let parts = split(rows, fraction, ts.seed);
-    if parts.train.is_empty() {
+    if train == 0 {
         return Err(TrainError::Data(format!(
             "{rows} rows leave no training rows after validation_split {}",
             ts.validation_split
         )));
     }
-    if fraction > 0.0 && parts.validation.is_empty() {
+    if fraction > 0.0 && validation == 0 {
         return Err(TrainError::Data(format!(
             "{rows} rows leave no validation rows for validation_split {}",
             ts.validation_split
         )));
     }
-    Ok(parts)
+    Ok(())
 }
 
 /// A restored state, if it was made on as many training and validation rows.
