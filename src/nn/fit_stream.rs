@@ -12,13 +12,13 @@ use std::cell::RefCell;
 
 use super::batch::BatchSource;
 use super::error::TrainError;
+use super::fit_loop::epochs;
 use super::split::chunk_split;
 use super::state::TrainingState;
 use super::stream::{scan, ChunkSource, Reader};
-use super::stream_source::{StreamTrain, StreamValidation};
-use super::train::{
-    check_resumed, check_sizes, epochs, restore, FitObserver, FitOptions, FitOutcome,
-};
+use super::stream_source::StreamTrain;
+use super::stream_validation::StreamValidation;
+use super::train::{check_resumed, check_sizes, restore, FitObserver, FitOptions, FitOutcome};
 use super::validate::ValidSpec;
 use super::LossKind;
 

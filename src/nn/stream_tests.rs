@@ -9,7 +9,8 @@ use super::rng::{Rng, Stream};
 use super::spec::LossKind;
 use super::split::split;
 use super::stream::{scan, ChunkSource, Reader};
-use super::stream_source::{StreamTrain, StreamValidation};
+use super::stream_source::StreamTrain;
+use super::stream_validation::StreamValidation;
 
 /// Row r is [r, r²/1000 + 5000, r % 3]: two features (the second with a large offset,
 /// for the normalization check) and a class label; chunks of uneven sizes.
