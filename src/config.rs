@@ -25,6 +25,12 @@ pub struct Config {
     #[arg(long, env = "NNSERVE_MAX_BODY_BYTES", default_value_t = 1 << 30)]
     pub max_body_bytes: usize,
 
+    /// Largest dataset a job loads into memory, in bytes of f32 rows (4 per value). A job
+    /// on a larger dataset streams mini-batches from the database, holding about this much
+    /// of it at a time (shuffle buffer and read-ahead).
+    #[arg(long, env = "NNSERVE_DATASET_MEMORY_BYTES", default_value_t = 1 << 30)]
+    pub dataset_memory_bytes: usize,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -43,6 +49,7 @@ impl Config {
             database_url: database_url.into(),
             workers: None,
             max_body_bytes: 1 << 30,
+            dataset_memory_bytes: 1 << 30,
             command: None,
         }
     }

@@ -30,7 +30,14 @@ async fn main() -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, database = %config.database_url, "listening");
     let models = ModelCache::default();
     let (workers, threads) = (config.worker_count(), config.threads_per_job());
-    let scheduler = Scheduler::start(store.clone(), models.clone(), workers, threads).await?;
+    let scheduler = Scheduler::start(
+        store.clone(),
+        models.clone(),
+        workers,
+        threads,
+        config.dataset_memory_bytes,
+    )
+    .await?;
     let state = AppState {
         store: store.clone(),
         config: config.into(),

@@ -9,6 +9,7 @@ mod data;
 mod floor;
 mod latency;
 mod server;
+mod stream;
 mod table;
 mod workloads;
 
@@ -32,6 +33,8 @@ enum Part {
     W2,
     Predict,
     Floor,
+    /// The larger-than-memory stage (600 000 rows, ~1.5 GB CSV, several minutes).
+    Stream,
 }
 
 #[derive(Parser, Debug)]
@@ -42,7 +45,8 @@ struct Opts {
     /// Small data (6000 / 2000 rows) and few epochs: a smoke run, not comparable to the targets.
     #[arg(long, env = "NNSERVE_BENCH_QUICK")]
     quick: bool,
-    /// Parts to leave out, comma-separated. `upload` reuses the datasets of a database kept with --db.
+    /// Parts to leave out, comma-separated. `upload` reuses the datasets of a database kept with
+    /// --db (the stream stage keeps its own beside it, FILE.stream.db).
     #[arg(long, env = "NNSERVE_BENCH_SKIP", value_delimiter = ',')]
     skip: Vec<Part>,
     /// Epochs of W1 and W2, for nnserve and the anchors alike (recipes: 5 and 20).
@@ -63,6 +67,9 @@ struct Opts {
     /// Most minutes one training job may take before it is cancelled.
     #[arg(long, default_value_t = 30)]
     job_minutes: u64,
+    /// Rows of the stream stage's dataset (its CSV is bench-data/blobs784-<rows/1000>k.csv).
+    #[arg(long, env = "NNSERVE_BENCH_STREAM_ROWS", default_value_t = 600_000)]
+    stream_rows: usize,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -78,6 +85,10 @@ struct Setup {
     w2: DataSet,
     w1_epochs: usize,
     w2_epochs: usize,
+    /// The stream stage: its data, its `--dataset-memory-bytes`, its epochs.
+    large: DataSet,
+    stream_budget: u64,
+    stream_epochs: usize,
 }
 
 impl Setup {
@@ -130,6 +141,11 @@ fn setup(opts: Opts) -> Result<Setup, String> {
         true => (root.join("bench-data/quick"), Some(6_000), Some(2_000)),
         false => (root.join("bench-data"), None, None),
     };
+    // Quick: 10× W1's rows against a budget 10× smaller than the full run's, so it streams.
+    let (large_rows, stream_budget) = match opts.quick {
+        true => (60_000, 24 << 20),
+        false => (opts.stream_rows, 256 << 20),
+    };
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -152,6 +168,14 @@ fn setup(opts: Opts) -> Result<Setup, String> {
             path: dir.join("tiny4.csv"),
             target: "y",
         },
+        large: DataSet {
+            generator: "blobs784",
+            rows: Some(large_rows),
+            path: dir.join(format!("blobs784-{}k.csv", large_rows / 1000)),
+            target: "label",
+        },
+        stream_budget,
+        stream_epochs: opts.epochs.map_or(2, |e| e.min(2)),
         opts,
         root,
         scripts,
@@ -166,9 +190,15 @@ const W2_NAME: &str = "bench-tiny4";
 
 /// Upload, training and predict against the real server; fills the nnserve column.
 async fn nnserve(s: &Setup, r: &mut Results, single: &Bytes, batch: &Bytes) -> Result<(), String> {
-    if ![Part::Upload, Part::W1, Part::W2, Part::Predict]
-        .iter()
-        .any(|p| s.wants(*p))
+    if ![
+        Part::Upload,
+        Part::W1,
+        Part::W2,
+        Part::Predict,
+        Part::Stream,
+    ]
+    .iter()
+    .any(|p| s.wants(*p))
     {
         return Ok(());
     }
@@ -254,6 +284,13 @@ async fn nnserve(s: &Setup, r: &mut Results, single: &Bytes, batch: &Bytes) -> R
         r.predict = Some(latency::measure(&target, &s.budget()).await.map_err(tail)?);
     }
     server.stop();
+    if s.wants(Part::Stream) {
+        let db = match &s.opts.db {
+            Some(file) => file.with_extension("stream.db"),
+            None => tmp.path().join("stream.db"),
+        };
+        r.stream = Some(stream::run(s, &bin, &db).await?);
+    }
     Ok(())
 }
 
@@ -331,6 +368,9 @@ async fn run(s: Setup) -> Result<(), String> {
     for set in [&s.w1, &s.w2] {
         data::ensure(&s.python, &s.scripts, set)?;
     }
+    if s.wants(Part::Stream) {
+        data::ensure(&s.python, &s.scripts, &s.large)?;
+    }
     let rows = data::feature_rows(&s.w1.path, 1000)?;
     let single = Bytes::from(api::instances_body(&rows[..1]));
     let batch = Bytes::from(api::instances_body(&rows));
@@ -356,7 +396,9 @@ async fn run(s: Setup) -> Result<(), String> {
 }
 
 fn print_report(s: &Setup, r: &Results) {
-    let table = table::render(&table::rows(r));
+    let mut rows = table::rows(r);
+    rows.extend(stream::rows(r, s.w1.rows.unwrap_or(60_000)));
+    let table = table::render(&rows);
     println!("\n{table}");
     println!("* in-process calls of the anchor scripts (no HTTP); nnserve's figures are over HTTP on loopback.");
     println!("Ratios are anchor time / nnserve time (how many times faster nnserve is). \"(ref)\": README figure, not measured now.");

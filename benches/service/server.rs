@@ -33,11 +33,22 @@ fn free_port() -> Result<u16, String> {
 
 impl Server {
     pub async fn start(binary: &Path, database: &Path, log: PathBuf) -> Result<Server, String> {
+        Self::start_with(binary, database, log, &[]).await
+    }
+
+    /// `start` with more command-line options.
+    pub async fn start_with(
+        binary: &Path,
+        database: &Path,
+        log: PathBuf,
+        extra: &[String],
+    ) -> Result<Server, String> {
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse().unwrap();
         let out = File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let err = out.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(binary)
             .args(api::server_args(&addr.to_string(), database))
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -2,6 +2,7 @@
 
 use crate::anchors::Anchor;
 use crate::latency::Figures;
+use crate::stream::StreamRun;
 use crate::workloads::{JobRun, Upload};
 
 /// Everything one invocation measured; a missing part is `None`.
@@ -14,6 +15,7 @@ pub struct Results {
     pub floor: Option<Figures>,
     pub keras: [Option<Anchor>; 2],
     pub torch: [Option<Anchor>; 2],
+    pub stream: Option<StreamRun>,
 }
 
 pub struct Row {
@@ -34,7 +36,7 @@ fn num(v: f64) -> String {
     }
 }
 
-fn opt(v: Option<f64>) -> String {
+pub fn opt(v: Option<f64>) -> String {
     v.map(num).unwrap_or_else(|| "—".into())
 }
 
@@ -50,7 +52,7 @@ fn anchor_cell(a: &Option<Anchor>, w: usize, key: &str, scale: f64) -> (String, 
     }
 }
 
-fn verdict(checks: &[Option<bool>]) -> String {
+pub fn verdict(checks: &[Option<bool>]) -> String {
     let known: Vec<bool> = checks.iter().flatten().copied().collect();
     match known.is_empty() {
         true => "—".into(),
@@ -59,7 +61,7 @@ fn verdict(checks: &[Option<bool>]) -> String {
     }
 }
 
-fn row(
+pub fn row(
     figure: &str,
     nnserve: String,
     keras: String,

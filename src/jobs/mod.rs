@@ -5,6 +5,7 @@
 //! a dispatcher task claims the oldest queued job whenever a worker slot is free.
 
 mod run;
+mod stream;
 mod trial;
 
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ struct Inner {
     workers: usize,
     /// Threads each job's matrix products may use.
     threads: usize,
+    /// Datasets larger than this (as f32) are streamed from the store, not loaded.
+    dataset_memory_bytes: usize,
     /// A job was queued.
     wake: Notify,
     /// One permit per worker slot; a running job holds one.
@@ -66,6 +69,7 @@ impl Scheduler {
         models: ModelCache,
         workers: usize,
         threads: usize,
+        dataset_memory_bytes: usize,
     ) -> Result<Self, StoreError> {
         let requeued = store.requeue_running().await?;
         if requeued > 0 {
@@ -77,6 +81,7 @@ impl Scheduler {
             models,
             workers,
             threads,
+            dataset_memory_bytes,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(workers)),
             cancels: Mutex::default(),

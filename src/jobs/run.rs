@@ -10,6 +10,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::stream::StoredRows;
 use super::trial::Trial;
 use super::Inner;
 use crate::models::ServedModel;
@@ -98,18 +99,54 @@ pub(super) struct Matrix {
     pub y: Array2<f32>,
 }
 
+/// Where a job's rows come from: memory, or the store chunk by chunk when the dataset
+/// is larger than the memory budget.
+#[derive(Clone)]
+pub(super) enum Rows {
+    Memory(Arc<Matrix>),
+    Streamed {
+        rows: StoredRows,
+        /// What the engine may hold of them (the budget less the read-ahead).
+        memory_bytes: usize,
+    },
+}
+
+async fn load(inner: &Inner, dataset: &Dataset) -> Result<Rows, JobError> {
+    let store = &inner.store;
+    let bytes = dataset.rows * (dataset.features() + dataset.targets()) * 4;
+    let budget = inner.dataset_memory_bytes;
+    if bytes > budget {
+        let rows = StoredRows::open(store, dataset).await?;
+        let memory_bytes = rows.engine_budget(budget);
+        tracing::info!(
+            path = "streamed",
+            dataset_bytes = bytes,
+            budget,
+            "the dataset is larger than the memory budget: streaming it from the database"
+        );
+        return Ok(Rows::Streamed { rows, memory_bytes });
+    }
+    tracing::info!(
+        path = "in-memory",
+        dataset_bytes = bytes,
+        budget,
+        "loading the dataset"
+    );
+    let (x, y) = store.dataset_matrix(dataset).await?;
+    Ok(Rows::Memory(Arc::new(Matrix {
+        x: Array2::from_shape_vec((dataset.rows, dataset.features()), x)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        y: Array2::from_shape_vec((dataset.rows, dataset.targets()), y)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    })))
+}
+
 async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Result<Uuid, JobError> {
     let store = &inner.store;
     let dataset = store.dataset(job.dataset_id).await?;
     let spec =
         TrainingSpec::from_json(&job.spec.to_string())?.validate(&super::data_shape(&dataset))?;
-    let (x, y) = store.dataset_matrix(&dataset).await?;
-    let matrix = Arc::new(Matrix {
-        x: Array2::from_shape_vec((dataset.rows, dataset.features()), x)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        y: Array2::from_shape_vec((dataset.rows, dataset.targets()), y)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-    });
+    let rows = load(inner, &dataset).await?;
     let mut checkpoint = store.checkpoint(job.id).await?;
     let finished = store.trials(job.id).await?;
     for (trial, &batch_size) in spec.batch_sizes().iter().enumerate() {
@@ -128,7 +165,7 @@ async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Resul
             index: trial,
             batch_size,
             spec: spec.clone(),
-            matrix: matrix.clone(),
+            rows: rows.clone(),
         };
         let outcome = trial_run.run(inner, cancel, resume).await?;
         let result = TrialResult {

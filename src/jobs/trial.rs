@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::run::{to_json, JobError, Matrix};
+use super::run::{to_json, JobError, Rows};
 use super::Inner;
 use crate::nn::{
     self, EpochRecord, FitObserver, FitOptions, FitOutcome, Samples, TrainError, TrainingState,
@@ -20,7 +20,7 @@ pub(super) struct Trial {
     pub index: usize,
     pub batch_size: usize,
     pub spec: ValidSpec,
-    pub matrix: Arc<Matrix>,
+    pub rows: Rows,
 }
 
 /// What the training thread reports, in order.
@@ -59,7 +59,7 @@ impl Trial {
             batch_size: self.batch_size,
             threads: inner.threads,
         };
-        let (spec, matrix) = (self.spec.clone(), self.matrix.clone());
+        let (spec, rows) = (self.spec.clone(), self.rows.clone());
         if let Some(checkpoint) = &resume {
             tracing::info!(
                 trial = self.index,
@@ -68,25 +68,37 @@ impl Trial {
             );
         }
         let span = tracing::Span::current();
+        let runtime = tokio::runtime::Handle::current();
         let training = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            let data = Samples::new(matrix.x.view(), matrix.y.view());
+            let train = |checkpoint: Option<&[u8]>, observer: &mut Observer| match &rows {
+                Rows::Memory(matrix) => {
+                    let data = Samples::new(matrix.x.view(), matrix.y.view());
+                    match checkpoint {
+                        Some(c) => nn::resume(&spec, data, None, &options, c, observer),
+                        None => nn::fit(&spec, data, None, &options, observer),
+                    }
+                }
+                Rows::Streamed { rows, memory_bytes } => {
+                    let mut source = rows.reader(runtime.clone());
+                    let budget = *memory_bytes;
+                    match checkpoint {
+                        Some(c) => {
+                            nn::resume_streaming(&spec, &mut source, &options, budget, c, observer)
+                        }
+                        None => nn::fit_streaming(&spec, &mut source, &options, budget, observer),
+                    }
+                }
+            };
             if let Some(checkpoint) = resume {
-                match nn::resume(
-                    &spec,
-                    data,
-                    None,
-                    &options,
-                    &checkpoint.state,
-                    &mut observer,
-                ) {
+                match train(Some(&checkpoint.state), &mut observer) {
                     Err(TrainError::Checkpoint(reason)) => {
                         let _ = observer.progress.send(Progress::Restarted { reason });
                     }
                     other => return other,
                 }
             }
-            nn::fit(&spec, data, None, &options, &mut observer)
+            train(None, &mut observer)
         });
         let mut failure = None;
         while let Some(report) = reports.recv().await {

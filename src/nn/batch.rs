@@ -80,18 +80,19 @@ impl<'a> InMemory<'a> {
         self.class_weights = Some((weights, loss));
         self
     }
+}
 
-    fn weight(&self, y: &[f32]) -> f32 {
-        match self.class_weights {
-            None => 1.0,
-            Some((w, loss)) => {
-                let class = match loss {
-                    LossKind::CategoricalCrossentropy => argmax(y),
-                    LossKind::BinaryCrossentropy => usize::from(y[0] > 0.5),
-                    _ => y[0] as usize,
-                };
-                w.get(class).copied().unwrap_or(1.0)
-            }
+/// A row's loss weight under the class weights (1 without them or for an unlisted class).
+pub(crate) fn row_weight(class_weights: Option<(&[f32], LossKind)>, y: &[f32]) -> f32 {
+    match class_weights {
+        None => 1.0,
+        Some((w, loss)) => {
+            let class = match loss {
+                LossKind::CategoricalCrossentropy => argmax(y),
+                LossKind::BinaryCrossentropy => usize::from(y[0] > 0.5),
+                _ => y[0] as usize,
+            };
+            w.get(class).copied().unwrap_or(1.0)
         }
     }
 }
@@ -118,7 +119,7 @@ impl BatchSource for InMemory<'_> {
             let mut target = batch.y.row_mut(i);
             copy_row(self.y.row(r), target.view_mut());
             let y = target.as_slice().expect("batch rows are contiguous");
-            batch.w[i] = self.weight(y);
+            batch.w[i] = row_weight(self.class_weights, y);
         }
         batch.rows = picked.len();
         self.next = end;

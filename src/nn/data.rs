@@ -74,6 +74,17 @@ pub(crate) fn check_targets(
     outputs: usize,
     y: ArrayView2<'_, f32>,
 ) -> Result<(), String> {
+    check_targets_from(loss, outputs, y, 0)
+}
+
+/// `check_targets` for rows that start at row `first` of the dataset (a streamed chunk),
+/// so that messages name the same row as for the whole dataset in memory.
+pub(crate) fn check_targets_from(
+    loss: LossKind,
+    outputs: usize,
+    y: ArrayView2<'_, f32>,
+    first: usize,
+) -> Result<(), String> {
     let sparse = loss == LossKind::SparseCategoricalCrossentropy;
     let width = if sparse { 1 } else { outputs };
     if y.ncols() != width {
@@ -83,9 +94,11 @@ pub(crate) fn check_targets(
         ));
     }
     if let Some((r, c)) = first_non_finite(y) {
+        let r = r + first;
         return Err(format!("target row {r}, column {c} is not a finite number"));
     }
     let bad = |r: usize, c: usize, v: f32, what: &str| {
+        let r = r + first;
         Err(format!("target row {r}, column {c} is {v}, {what}"))
     };
     for ((r, c), &v) in y.indexed_iter() {

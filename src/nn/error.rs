@@ -66,6 +66,9 @@ pub enum TrainError {
     /// The rows do not fit the spec (widths, labels, too few rows, non-finite values).
     #[error("invalid training data: {0}")]
     Data(String),
+    /// A streamed dataset's chunk could not be read.
+    #[error("reading the training data failed: {0}")]
+    Read(String),
     /// The checkpoint is unreadable or belongs to another spec or dataset.
     #[error("invalid checkpoint: {0}")]
     Checkpoint(String),

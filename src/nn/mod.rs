@@ -9,6 +9,8 @@ mod checkpoint;
 mod data;
 mod epoch;
 mod error;
+mod fit_loop;
+mod fit_stream;
 mod io;
 mod layers;
 mod loss;
@@ -25,6 +27,9 @@ mod shard;
 mod spec;
 mod split;
 mod state;
+mod stream;
+mod stream_source;
+mod stream_validation;
 mod summary;
 mod train;
 mod update;
@@ -34,6 +39,7 @@ mod validate_model;
 pub use callbacks::{overfitting_start, DEFAULT_OVERFITTING_WINDOW};
 pub use data::{DataShape, Samples};
 pub use error::{ModelError, SpecError, TrainError};
+pub use fit_stream::{fit_streaming, resume_streaming};
 pub use model::{Evaluation, Model, Task};
 pub use record::EpochRecord;
 pub use spec::{
@@ -43,9 +49,12 @@ pub use spec::{
     TrainingSpec,
 };
 pub use state::TrainingState;
+pub use stream::ChunkSource;
 pub use summary::{LayerSummary, ModelSummary};
 pub use train::{fit, resume, FitObserver, FitOptions, FitOutcome};
 pub use validate::{Mode, ValidSpec};
 
 #[cfg(test)]
 mod gradcheck;
+#[cfg(test)]
+mod stream_tests;

@@ -32,6 +32,38 @@ pub(crate) fn split(rows: usize, fraction: f64, seed: u64) -> Split {
     }
 }
 
+/// The split of a dataset stored in chunks, as a per-row flag (true: validation). Keras'
+/// sizes again, but validation takes whole chunks in a seeded random order (the last one
+/// partly), so a validation pass reads only those chunks instead of every chunk, while
+/// still sampling the whole file rather than its tail.
+pub(crate) fn chunk_split(chunk_rows: &[usize], fraction: f64, seed: u64) -> Vec<bool> {
+    let rows: usize = chunk_rows.iter().sum();
+    let mut is_validation = vec![false; rows];
+    if fraction <= 0.0 {
+        return is_validation;
+    }
+    let train_rows = ((rows as f64) * (1.0 - fraction)).floor() as usize;
+    let mut needed = rows - train_rows;
+    let first: Vec<usize> = chunk_rows
+        .iter()
+        .scan(0, |next, &n| {
+            *next += n;
+            Some(*next - n)
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..chunk_rows.len()).collect();
+    Rng::new(seed, Stream::Split).shuffle(&mut order);
+    for c in order {
+        if needed == 0 {
+            break;
+        }
+        let take = chunk_rows[c].min(needed);
+        is_validation[first[c]..first[c] + take].fill(true);
+        needed -= take;
+    }
+    is_validation
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +80,27 @@ mod tests {
         assert_eq!(s, split(1000, 0.1, 42));
         assert_ne!(s, split(1000, 0.1, 43));
         assert_eq!(split(10, 0.0, 1).validation.len(), 0);
+    }
+
+    #[test]
+    fn chunk_split_sizes_whole_chunks_and_seed() {
+        let chunks = [100, 100, 100, 100, 100, 100, 100, 100, 100, 55];
+        let v = chunk_split(&chunks, 0.25, 42);
+        // Keras' sizes: 955 rows, floor(955 · 0.75) = 716 training rows.
+        assert_eq!(v.iter().filter(|&&b| b).count(), 955 - 716);
+        // Whole chunks but at most one partly.
+        let mut starts = 0;
+        let mut partial = 0;
+        for (c, &n) in chunks.iter().enumerate() {
+            let part = &v[starts..starts + n];
+            let k = part.iter().filter(|&&b| b).count();
+            partial += usize::from(k > 0 && k < n);
+            assert!(part[..k].iter().all(|&b| b), "chunk {c}: a prefix");
+            starts += n;
+        }
+        assert!(partial <= 1);
+        assert_eq!(v, chunk_split(&chunks, 0.25, 42));
+        assert_ne!(v, chunk_split(&chunks, 0.25, 43));
+        assert!(chunk_split(&chunks, 0.0, 1).iter().all(|&b| !b));
     }
 }

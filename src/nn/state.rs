@@ -8,7 +8,6 @@ use super::callbacks::{
     ReduceLrState,
 };
 use super::checkpoint::StoredRecord;
-use super::data::Samples;
 use super::layers::Normalization;
 use super::model::Model;
 use super::network::Network;
@@ -80,25 +79,19 @@ impl TrainingState {
             .collect()
     }
 
-    /// Epoch 0: fresh weights (normalization adapted on the training rows), zero moments.
+    /// Epoch 0: fresh weights (with the normalization adapted on the training rows when
+    /// the model has that layer), zero moments.
     pub(crate) fn fresh(
         spec: &ValidSpec,
-        data: &Samples<'_>,
-        train_rows: &[usize],
+        width: usize,
+        normalization: Option<Normalization>,
+        train_rows: usize,
         validation_rows: usize,
         batch_size: usize,
     ) -> TrainingState {
         let ts = spec.spec();
-        let normalization = ts
-            .model
-            .layers
-            .iter()
-            .any(|l| matches!(l, LayerSpec::Normalization(_)))
-            .then(|| {
-                Normalization::adapt(data.x.ncols(), train_rows.iter().map(|&r| data.x.row(r)))
-            });
         let mut init = Rng::new(ts.seed, Stream::Init);
-        let net = Network::build(ts, data.x.ncols(), normalization, &mut init);
+        let net = Network::build(ts, width, normalization, &mut init);
         let optimizer = optim::build(&ts.optimizer);
         let moments = net
             .dense_layers()
@@ -121,11 +114,20 @@ impl TrainingState {
                 overfitting_epoch: None,
                 stopped_early: false,
                 batch_size,
-                train_rows: train_rows.len(),
+                train_rows,
                 validation_rows,
                 history: Vec::new(),
             },
         }
+    }
+
+    /// Whether the spec's model starts with a normalization layer to adapt.
+    pub(crate) fn adapts(spec: &ValidSpec) -> bool {
+        spec.spec()
+            .model
+            .layers
+            .iter()
+            .any(|l| matches!(l, LayerSpec::Normalization(_)))
     }
 
     /// Callbacks, best epoch and overfitting after an epoch; appends the record

@@ -7,16 +7,14 @@
 //! weights and records (`seconds` aside), and `resume` from any epoch's state continues
 //! exactly as the uninterrupted run would have.
 
-use std::time::Instant;
-
 use super::batch::{BatchSource, InMemory};
 use super::data::{check_targets, first_non_finite, Samples};
-use super::epoch::EpochLoop;
 use super::error::TrainError;
+use super::fit_loop::epochs;
+use super::layers::Normalization;
 use super::model::Model;
-use super::optim;
 use super::record::EpochRecord;
-use super::split::split;
+use super::split::{split, Split};
 use super::state::TrainingState;
 use super::validate::ValidSpec;
 
@@ -67,6 +65,16 @@ pub fn resume(
     checkpoint: &[u8],
     observer: &mut dyn FitObserver,
 ) -> Result<FitOutcome, TrainError> {
+    let state = restore(spec, options, checkpoint)?;
+    run(spec, data, validation, options, Some(state), observer)
+}
+
+/// The checkpoint's state, if it belongs to this spec and batch size.
+pub(crate) fn restore(
+    spec: &ValidSpec,
+    options: &FitOptions,
+    checkpoint: &[u8],
+) -> Result<TrainingState, TrainError> {
     let state = TrainingState::from_bytes(checkpoint).map_err(TrainError::Checkpoint)?;
     if state.model.spec() != spec.spec() {
         return Err(TrainError::Checkpoint(
@@ -79,7 +87,7 @@ pub fn resume(
             state.progress.batch_size, options.batch_size
         )));
     }
-    run(spec, data, validation, options, Some(state), observer)
+    Ok(state)
 }
 
 fn check_data(spec: &ValidSpec, s: &Samples<'_>, what: &str) -> Result<(), TrainError> {
@@ -124,49 +132,29 @@ fn run(
     if let Some(v) = &validation {
         check_data(spec, v, "validation data")?;
     }
-    let parts = match validation {
-        Some(_) => split(data.rows(), 0.0, ts.seed),
-        None => split(data.rows(), ts.validation_split, ts.seed),
+    let fraction = match validation {
+        Some(_) => 0.0,
+        None => ts.validation_split,
     };
-    if parts.train.is_empty() {
-        return Err(TrainError::Data(format!(
-            "{} rows leave no training rows after validation_split {}",
-            data.rows(),
-            ts.validation_split
-        )));
-    }
-    if ts.validation_split > 0.0 && validation.is_none() && parts.validation.is_empty() {
-        return Err(TrainError::Data(format!(
-            "{} rows leave no validation rows for validation_split {}",
-            data.rows(),
-            ts.validation_split
-        )));
-    }
-    let mut state = match resumed {
-        Some(state) => {
-            let p = &state.progress;
-            let val_rows = validation
-                .as_ref()
-                .map_or(parts.validation.len(), Samples::rows);
-            if p.train_rows != parts.train.len() || p.validation_rows != val_rows {
-                return Err(TrainError::Checkpoint(format!(
-                    "it was made with {} training and {} validation rows, not {} and {val_rows}",
-                    p.train_rows,
-                    p.validation_rows,
-                    parts.train.len()
-                )));
-            }
-            state
+    let parts = split_rows(spec, data.rows(), fraction)?;
+    let val_rows = validation
+        .as_ref()
+        .map_or(parts.validation.len(), Samples::rows);
+    let state = match resumed {
+        Some(state) => check_resumed(state, parts.train.len(), val_rows)?,
+        None => {
+            let normalization = TrainingState::adapts(spec).then(|| {
+                Normalization::adapt(data.x.ncols(), parts.train.iter().map(|&r| data.x.row(r)))
+            });
+            TrainingState::fresh(
+                spec,
+                data.x.ncols(),
+                normalization,
+                parts.train.len(),
+                val_rows,
+                options.batch_size,
+            )
         }
-        None => TrainingState::fresh(
-            spec,
-            &data,
-            &parts.train,
-            validation
-                .as_ref()
-                .map_or(parts.validation.len(), Samples::rows),
-            options.batch_size,
-        ),
     };
 
     let class_weights = spec.facts.class_weights.as_deref();
@@ -188,43 +176,71 @@ fn run(
         None => None,
     };
 
-    let optimizer = optim::build(&ts.optimizer);
-    let mut epochs = EpochLoop::new(
+    epochs(
         spec,
-        &state.model.net,
         options,
-        train_source.rows(),
-        val_source.as_ref().map(|s| s.rows()),
-    );
-    while state.progress.epoch < ts.epochs && !state.progress.stopped_early {
-        let epoch = state.progress.epoch + 1;
-        let started = Instant::now();
-        let lr = state.progress.learning_rate();
-        let (loss, tally) = epochs.train_epoch(
-            epoch,
-            &mut state,
-            &mut train_source,
-            optimizer.as_ref(),
-            observer,
-        )?;
-        let mut metrics = tally.values(&ts.metrics, "");
-        let mut val_loss = None;
-        if let Some(source) = val_source.as_mut() {
-            let (loss, val_metrics) = epochs.validate(&state.model.net, source);
-            val_loss = Some(loss);
-            metrics.extend(val_metrics);
-        }
-        let mut record = EpochRecord {
-            epoch,
-            loss,
-            val_loss,
-            metrics,
-            learning_rate: f64::from(lr),
-            seconds: started.elapsed().as_secs_f64(),
-            overfitting: false,
-        };
-        state.end_epoch(spec, &mut record);
-        observer.on_epoch_end(&record, &state);
+        state,
+        &mut train_source,
+        val_source.as_mut().map(|s| s as &mut dyn BatchSource),
+        &mut || Ok(()),
+        observer,
+    )
+}
+
+/// Keras' split sizes with the seeded row choice (`fraction` 0 with separate validation
+/// data); an error when either side is empty.
+pub(crate) fn split_rows(
+    spec: &ValidSpec,
+    rows: usize,
+    fraction: f64,
+) -> Result<Split, TrainError> {
+    let parts = split(rows, fraction, spec.spec().seed);
+    check_sizes(
+        spec,
+        rows,
+        fraction,
+        parts.train.len(),
+        parts.validation.len(),
+    )?;
+    Ok(parts)
+}
+
+/// An error when a split leaves either side empty.
+pub(crate) fn check_sizes(
+    spec: &ValidSpec,
+    rows: usize,
+    fraction: f64,
+    train: usize,
+    validation: usize,
+) -> Result<(), TrainError> {
+    let ts = spec.spec();
+    if train == 0 {
+        return Err(TrainError::Data(format!(
+            "{rows} rows leave no training rows after validation_split {}",
+            ts.validation_split
+        )));
     }
-    Ok(state.finish())
+    if fraction > 0.0 && validation == 0 {
+        return Err(TrainError::Data(format!(
+            "{rows} rows leave no validation rows for validation_split {}",
+            ts.validation_split
+        )));
+    }
+    Ok(())
+}
+
+/// A restored state, if it was made on as many training and validation rows.
+pub(crate) fn check_resumed(
+    state: TrainingState,
+    train_rows: usize,
+    val_rows: usize,
+) -> Result<TrainingState, TrainError> {
+    let p = &state.progress;
+    if p.train_rows != train_rows || p.validation_rows != val_rows {
+        return Err(TrainError::Checkpoint(format!(
+            "it was made with {} training and {} validation rows, not {train_rows} and {val_rows}",
+            p.train_rows, p.validation_rows
+        )));
+    }
+    Ok(state)
 }

@@ -33,6 +33,7 @@ pub async fn spawn_app() -> TestApp {
 pub struct Options {
     pub workers: Option<usize>,
     pub max_body_bytes: Option<usize>,
+    pub dataset_memory_bytes: Option<usize>,
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
@@ -47,6 +48,9 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
     if let Some(max) = options.max_body_bytes {
         config.max_body_bytes = max;
     }
+    if let Some(budget) = options.dataset_memory_bytes {
+        config.dataset_memory_bytes = budget;
+    }
     let store = Store::connect(&config.database_url)
         .await
         .expect("database");
@@ -56,9 +60,15 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
     let address = format!("http://{}", listener.local_addr().unwrap());
     let models = ModelCache::default();
     let (workers, threads) = (config.worker_count(), config.threads_per_job());
-    let scheduler = Scheduler::start(store.clone(), models.clone(), workers, threads)
-        .await
-        .expect("scheduler");
+    let scheduler = Scheduler::start(
+        store.clone(),
+        models.clone(),
+        workers,
+        threads,
+        config.dataset_memory_bytes,
+    )
+    .await
+    .expect("scheduler");
     let state = AppState {
         store: store.clone(),
         config: Arc::new(config),

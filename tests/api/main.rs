@@ -10,3 +10,4 @@ mod models;
 mod openapi;
 mod restart;
 mod scheduling;
+mod streaming;

@@ -8,5 +8,6 @@ mod closed_form;
 mod determinism;
 mod dropout;
 mod model_io;
+mod streaming;
 mod timing;
 mod validation;

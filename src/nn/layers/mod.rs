@@ -5,4 +5,4 @@ pub(crate) mod dropout;
 pub(crate) mod normalization;
 
 pub(crate) use dense::Dense;
-pub(crate) use normalization::Normalization;
+pub(crate) use normalization::{Moments, Normalization};

@@ -62,6 +62,14 @@ impl Normalization {
         self.mean.len()
     }
 
+    /// Mean and population variance accumulated part by part (a streamed adapt).
+    pub fn from_moments(m: &Moments) -> Normalization {
+        let count = m.n.max(1) as f64;
+        let mean = m.mean.iter().map(|&v| v as f32).collect();
+        let variance = m.m2.iter().map(|q| (q / count) as f32).collect();
+        Normalization::from_stats(mean, variance)
+    }
+
     pub fn forward(&self, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
         let (mean, scale) = (self.mean.view(), self.inv_std.view());
         let (mean_s, scale_s) = (mean.as_slice().unwrap(), scale.as_slice().unwrap());
@@ -77,6 +85,93 @@ impl Normalization {
                 .and(mean)
                 .and(scale)
                 .for_each(|o, &x, &m, &s| *o = (x - m) * s);
+        }
+    }
+}
+
+/// Count, mean and sum of squared deviations per feature, in f64. Each part is
+/// summarised with two passes (as `adapt`) and merged with Chan et al.'s pairwise
+/// formula, which stays exact to rounding however many parts there are.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Moments {
+    n: usize,
+    mean: Vec<f64>,
+    m2: Vec<f64>,
+}
+
+impl Moments {
+    pub fn new(width: usize) -> Moments {
+        Moments {
+            n: 0,
+            mean: vec![0.0; width],
+            m2: vec![0.0; width],
+        }
+    }
+
+    /// Adds one part's rows (each at least `width` long; the rest is ignored).
+    pub fn add_part(&mut self, rows: &[&[f32]]) {
+        if rows.is_empty() {
+            return;
+        }
+        let width = self.mean.len();
+        let nb = rows.len() as f64;
+        let mut mean_b = vec![0.0f64; width];
+        for r in rows {
+            for (s, &v) in mean_b.iter_mut().zip(&r[..width]) {
+                *s += f64::from(v);
+            }
+        }
+        mean_b.iter_mut().for_each(|m| *m /= nb);
+        let mut m2_b = vec![0.0f64; width];
+        for r in rows {
+            for ((q, &v), m) in m2_b.iter_mut().zip(&r[..width]).zip(&mean_b) {
+                let d = f64::from(v) - m;
+                *q += d * d;
+            }
+        }
+        let na = self.n as f64;
+        let n = na + nb;
+        for j in 0..width {
+            let delta = mean_b[j] - self.mean[j];
+            self.mean[j] += delta * nb / n;
+            self.m2[j] += m2_b[j] + delta * delta * na * nb / n;
+        }
+        self.n += rows.len();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array2;
+
+    /// A large offset and a small spread: the case where one-pass formulas lose digits.
+    #[test]
+    fn merged_parts_match_the_two_pass_adapt() {
+        let (rows, width) = (1000, 3);
+        let x = Array2::from_shape_fn((rows, width), |(r, c)| {
+            let wobble = ((r * 7919 + c * 104_729) % 1000) as f32 / 1000.0;
+            1.0e4 * (c as f32 + 1.0) + wobble * (c as f32 + 0.5)
+        });
+        let whole = Normalization::adapt(width, x.rows().into_iter());
+        let mut m = Moments::new(width);
+        for part in [0..1, 1..300, 300..301, 301..777, 777..1000] {
+            let slices: Vec<&[f32]> = part.map(|r| x.row(r).to_slice().unwrap()).collect();
+            m.add_part(&slices);
+        }
+        let merged = Normalization::from_moments(&m);
+        // Closed form of the population variance for the check of the reference itself.
+        let col: Vec<f64> = x.column(2).iter().map(|&v| f64::from(v)).collect();
+        let mean = col.iter().sum::<f64>() / rows as f64;
+        let var = col.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / rows as f64;
+        assert!((f64::from(whole.variance[2]) - var).abs() <= 1e-6 * var);
+        for j in 0..width {
+            let rel = |a: f32, b: f32| (f64::from(a) - f64::from(b)).abs() / f64::from(b.abs());
+            assert!(rel(merged.mean[j], whole.mean[j]) <= 1e-6, "mean {j}");
+            assert!(
+                rel(merged.variance[j], whole.variance[j]) <= 1e-6,
+                "variance {j}"
+            );
         }
     }
 }

@@ -1,0 +1,186 @@
+//! Training mini-batches streamed from chunks through a seeded shuffle buffer.
+
+use super::batch::{row_weight, Batch, BatchSource};
+use super::rng::{Rng, Stream};
+use super::spec::LossKind;
+use super::stream::Shared;
+
+/// Training rows, each epoch visiting the chunks in a seeded random order. The buffer
+/// holds up to `capacity` rows drawn at random: a chunk's rows enter as soon as there
+/// is room for all of them, so a row can leave before or after rows of chunks read
+/// much earlier or later. Without shuffling, chunks and rows come in dataset order.
+pub(crate) struct StreamTrain<'r, 'a> {
+    reader: &'r Shared<'a>,
+    is_validation: &'r [bool],
+    /// Training rows per chunk; chunks without any are never read.
+    train_rows: Vec<usize>,
+    rows: usize,
+    order: Vec<usize>,
+    next_chunk: usize,
+    /// `len` rows of `width` values, features then targets.
+    buffer: Vec<f32>,
+    width: usize,
+    features: usize,
+    capacity: usize,
+    len: usize,
+    /// Next row to hand out when not shuffling.
+    cursor: usize,
+    draw: Option<Rng>,
+    class_weights: Option<(&'r [f32], LossKind)>,
+}
+
+impl<'r, 'a> StreamTrain<'r, 'a> {
+    /// `memory_bytes` bounds the shuffle buffer plus the staging chunk; the buffer
+    /// always fits the largest chunk, whatever the budget.
+    pub fn new(
+        reader: &'r Shared<'a>,
+        is_validation: &'r [bool],
+        memory_bytes: usize,
+        class_weights: Option<(&'r [f32], LossKind)>,
+    ) -> StreamTrain<'r, 'a> {
+        let r = reader.borrow();
+        let train_rows: Vec<usize> = r
+            .first_row
+            .iter()
+            .zip(&r.rows)
+            .map(|(&first, &n)| {
+                is_validation[first..first + n]
+                    .iter()
+                    .filter(|v| !**v)
+                    .count()
+            })
+            .collect();
+        let rows = train_rows.iter().sum();
+        let row_bytes = 4 * r.width.max(1);
+        let staging = r.rows.iter().max().copied().unwrap_or(0) * row_bytes;
+        let largest = train_rows.iter().max().copied().unwrap_or(0);
+        let capacity = (memory_bytes.saturating_sub(staging) / row_bytes)
+            .max(largest)
+            .min(rows);
+        StreamTrain {
+            reader,
+            is_validation,
+            train_rows,
+            rows,
+            order: Vec::new(),
+            next_chunk: 0,
+            buffer: vec![0.0; capacity * r.width],
+            width: r.width,
+            features: r.features,
+            capacity,
+            len: 0,
+            cursor: 0,
+            draw: None,
+            class_weights,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Appends the training rows of the next chunk in the epoch's order.
+    fn load_next(&mut self) -> bool {
+        let idx = self.order[self.next_chunk];
+        self.next_chunk += 1;
+        let mut r = self.reader.borrow_mut();
+        if !r.load(idx) {
+            // Ends the pass; the training loop reports the kept error.
+            self.next_chunk = self.order.len();
+            self.len = 0;
+            return false;
+        }
+        let first = r.first_row[idx];
+        let w = self.width;
+        for (i, row) in r.staging.chunks_exact(w).enumerate() {
+            if !self.is_validation[first + i] {
+                self.buffer[self.len * w..(self.len + 1) * w].copy_from_slice(row);
+                self.len += 1;
+            }
+        }
+        true
+    }
+
+    /// Makes at least one row available unless the pass is over.
+    fn refill(&mut self) -> bool {
+        if self.draw.is_some() {
+            while self.next_chunk < self.order.len()
+                && self.len + self.train_rows[self.order[self.next_chunk]] <= self.capacity
+            {
+                if !self.load_next() {
+                    return false;
+                }
+            }
+        } else if self.cursor == self.len {
+            (self.cursor, self.len) = (0, 0);
+            while self.len == 0 && self.next_chunk < self.order.len() {
+                if !self.load_next() {
+                    return false;
+                }
+            }
+        }
+        self.cursor < self.len
+    }
+
+    /// The buffer index of the next row; a drawn row's slot is refilled by the last row.
+    fn take(&mut self) -> usize {
+        match self.draw.as_mut() {
+            Some(rng) => {
+                let pick = rng.below(self.len);
+                self.len -= 1;
+                pick
+            }
+            None => {
+                self.cursor += 1;
+                self.cursor - 1
+            }
+        }
+    }
+}
+
+impl BatchSource for StreamTrain<'_, '_> {
+    fn rows(&self) -> usize {
+        self.rows
+    }
+
+    fn start_epoch(&mut self, shuffle: Option<&mut Rng>) {
+        self.order = (0..self.train_rows.len())
+            .filter(|&c| self.train_rows[c] > 0)
+            .collect();
+        // The row draws get their own generator seeded from the epoch's shuffle stream,
+        // so a checkpoint (which stores that stream) resumes the same orders.
+        self.draw = shuffle.map(|rng| {
+            rng.shuffle(&mut self.order);
+            Rng::new(rng.next_u64(), Stream::Shuffle)
+        });
+        (self.next_chunk, self.len, self.cursor) = (0, 0, 0);
+        self.reader.borrow_mut().plan(&self.order);
+    }
+
+    fn next_batch(&mut self, batch: &mut Batch) -> bool {
+        let (w, f) = (self.width, self.features);
+        let mut rows = 0;
+        while rows < batch.x.nrows() && self.refill() {
+            let at = self.take();
+            let row = &self.buffer[at * w..(at + 1) * w];
+            let (x, y) = row.split_at(f);
+            copy(x, batch.x.row_mut(rows));
+            copy(y, batch.y.row_mut(rows));
+            batch.w[rows] = row_weight(self.class_weights, y);
+            if self.draw.is_some() && at != self.len {
+                let last = self.len * w;
+                self.buffer.copy_within(last..last + w, at * w);
+            }
+            rows += 1;
+        }
+        batch.rows = rows;
+        rows > 0
+    }
+}
+
+pub(crate) fn copy(from: &[f32], mut to: ndarray::ArrayViewMut1<'_, f32>) {
+    to.as_slice_mut()
+        .expect("batch rows are contiguous")
+        .copy_from_slice(from);
+}
