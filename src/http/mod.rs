@@ -5,13 +5,15 @@ pub mod error;
 mod evaluate;
 mod extract;
 mod health;
-mod instances;
+pub mod instances;
 mod jobs;
 mod loss_curve;
 mod metrics;
 mod models;
+mod number;
 mod page;
 mod predict;
+mod scan;
 
 use std::sync::{Arc, OnceLock};
 
@@ -29,6 +31,8 @@ use crate::config::Config;
 use crate::jobs::Scheduler;
 use crate::models::ModelCache;
 use crate::store::Store;
+
+pub use predict::Predictions;
 
 /// Shared by every handler; each field is cheap to clone.
 #[derive(Clone)]

@@ -9,6 +9,7 @@ mod checkpoint;
 mod data;
 mod epoch;
 mod error;
+mod infer;
 mod io;
 mod layers;
 mod loss;

@@ -8,5 +8,6 @@ mod jobs;
 mod journey;
 mod models;
 mod openapi;
+mod predict;
 mod restart;
 mod scheduling;
