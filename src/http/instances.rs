@@ -270,7 +270,7 @@ impl<'a> Parser<'a> {
 
     /// A number, or a 422 naming the value (`path`) when it is some other JSON value or
     /// outside the f32 range.
-    #[inline]
+    #[inline(always)]
     fn value(&mut self, path: impl Fn() -> String) -> Result<f32> {
         match self.cur.peek() {
             Some(b'-' | b'0'..=b'9') => match self.cur.number() {
@@ -291,7 +291,11 @@ impl<'a> Parser<'a> {
         let mut got = 0;
         if !self.cur.empty(b']') {
             loop {
-                let value = self.value(|| format!("instances[{row}][{got}]"))?;
+                let value = if self.cur.bare_zero() {
+                    0.0
+                } else {
+                    self.value(|| format!("instances[{row}][{got}]"))?
+                };
                 if got < width {
                     self.values.push(value);
                 }

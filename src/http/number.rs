@@ -21,7 +21,7 @@ pub enum NumberError {
 }
 
 /// Parses the JSON number at the start of `text`; returns it and the bytes it took.
-#[inline]
+#[inline(always)]
 pub fn parse(text: &[u8]) -> Result<(f32, usize), NumberError> {
     let mut i = 0;
     let negative = text.first() == Some(&b'-');
