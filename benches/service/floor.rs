@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::{extract::DefaultBodyLimit, routing::post, Json, Router};
 use ndarray::Array2;
 use nnserve::http::instances;
@@ -74,8 +75,10 @@ pub fn start(inputs: usize, outputs: usize) -> Result<SocketAddr, String> {
     let columns = Arc::new(Columns::new(inputs, outputs));
     std::thread::spawn(move || {
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("floor listener");
-            // The real server's --max-body-bytes default; axum's own 2 MB would reject 1000 rows.
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .expect("floor listener")
+                .tap_io(|tcp| tcp.set_nodelay(true).expect("TCP_NODELAY")); // as the server
+                                                                            // The real server's --max-body-bytes default; axum's own 2 MB would reject 1000 rows.
             let app = Router::new()
                 .route(PATH, post(echo))
                 .with_state(columns)
