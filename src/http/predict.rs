@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -16,7 +16,6 @@ use super::extract::{Json, Path};
 use super::instances::{self, InstancesError};
 use super::AppState;
 use crate::models::ServedModel;
-use crate::nn::Model;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
@@ -95,28 +94,10 @@ fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
     )?;
     let x = ArrayView2::from_shape((parsed.rows, served.feature_names.len()), &parsed.values)
         .expect("the parser checked every row's width");
-    let predictions = predict_rows(&served.model, x)?;
+    let predictions = served.model.predict(x)?;
     let classes = served.model.classes(predictions.view());
     Ok(Predictions {
         predictions,
         classes,
     })
-}
-
-/// From this many rows a prediction runs on two threads, half the rows each: gemm on one
-/// thread per half beats splitting each product (its fork-join per product costs as much as
-/// it saves at these sizes), and rows do not depend on each other, so the bits are the same.
-const SPLIT_ROWS: usize = 128;
-
-fn predict_rows(model: &Model, x: ArrayView2<'_, f32>) -> Result<Array2<f32>> {
-    if x.nrows() < SPLIT_ROWS {
-        return Ok(model.predict(x)?);
-    }
-    let (top, bottom) = x.split_at(Axis(0), x.nrows() / 2);
-    let (top, bottom) = std::thread::scope(|scope| {
-        let bottom = scope.spawn(|| model.predict(bottom));
-        (model.predict(top), bottom.join())
-    });
-    let bottom = bottom.map_err(|_| Error::Internal("a prediction thread panicked".into()))?;
-    Ok(ndarray::concatenate(Axis(0), &[top?.view(), bottom?.view()]).expect("equal widths"))
 }
