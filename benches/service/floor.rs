@@ -1,47 +1,69 @@
-//! The HTTP floor: an in-process axum server whose one route parses the predict request
-//! exactly as a handler would (`{"instances": [[...]]}` into `Vec<Vec<f32>>`) and answers with
-//! a response of predict's shape, so predict's latency can be read as a multiple of it.
+//! The HTTP floor: an in-process axum server whose one route parses the predict request with
+//! predict's own parser (`nnserve::http::instances`) and answers predict's response type,
+//! so predict's latency read as a multiple of it is what the model and its serving add.
+//! Also the parser's microbenchmark against serde_json on the benchmark's own body.
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
 use axum::{extract::DefaultBodyLimit, routing::post, Json, Router};
-use serde::{Deserialize, Serialize};
+use ndarray::Array2;
+use nnserve::http::instances;
+use nnserve::http::Predictions;
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
 
 pub const PATH: &str = "/echo";
 
-#[derive(Deserialize)]
-struct Instances {
-    instances: Vec<Vec<f32>>,
+/// The model's input columns, as a served model has them.
+struct Columns {
+    names: Vec<String>,
+    index: HashMap<String, usize>,
+    /// predict's output width.
+    outputs: usize,
 }
 
-#[derive(Serialize)]
-struct Predictions {
-    predictions: Vec<Vec<f32>>,
-    classes: Vec<usize>,
+impl Columns {
+    fn new(inputs: usize, outputs: usize) -> Columns {
+        let names: Vec<String> = (0..inputs).map(|i| format!("f{i}")).collect();
+        let index = names.iter().cloned().zip(0..).collect();
+        Columns {
+            names,
+            index,
+            outputs,
+        }
+    }
 }
 
-/// Echoes the first `width` values of each row (predict's output width) and their argmax,
-/// so that the floor serialises as much as predict does and no more.
-async fn echo(width: usize, Json(body): Json<Instances>) -> Json<Predictions> {
-    let predictions: Vec<Vec<f32>> = body
-        .instances
-        .into_iter()
-        .map(|mut row| {
-            row.truncate(width);
-            row
-        })
-        .collect();
+/// Echoes the first `outputs` values of each row and their argmax, so that the floor
+/// serialises as much as predict does and no more.
+async fn echo(State(columns): State<Arc<Columns>>, body: Bytes) -> Response {
+    let parsed = match instances::parse(&body, &columns.names, &columns.index) {
+        Ok(parsed) => parsed,
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let width = columns.names.len();
+    let predictions = Array2::from_shape_fn((parsed.rows, columns.outputs), |(r, c)| {
+        parsed.values[r * width + c]
+    });
     let classes = predictions
-        .iter()
+        .rows()
+        .into_iter()
         .map(|r| (0..r.len()).fold(0, |best, i| if r[i] > r[best] { i } else { best }))
         .collect();
     Json(Predictions {
         predictions,
-        classes,
+        classes: Some(classes),
     })
+    .into_response()
 }
 
 /// Serves on its own multi-threaded runtime (as the real server does) until the process ends.
-pub fn start(width: usize) -> Result<SocketAddr, String> {
+pub fn start(inputs: usize, outputs: usize) -> Result<SocketAddr, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -50,15 +72,62 @@ pub fn start(width: usize) -> Result<SocketAddr, String> {
         .thread_name("floor")
         .build()
         .map_err(|e| e.to_string())?;
+    let columns = Arc::new(Columns::new(inputs, outputs));
     std::thread::spawn(move || {
         runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).expect("floor listener");
-            // The real server's --max-body-bytes default; axum's own 2 MB would reject 1000 rows.
+            let listener = tokio::net::TcpListener::from_std(listener)
+                .expect("floor listener")
+                .tap_io(|tcp| tcp.set_nodelay(true).expect("TCP_NODELAY")); // as the server
+                                                                            // The real server's --max-body-bytes default; axum's own 2 MB would reject 1000 rows.
             let app = Router::new()
-                .route(PATH, post(move |body| echo(width, body)))
+                .route(PATH, post(echo))
+                .with_state(columns)
                 .layer(DefaultBodyLimit::max(1 << 30));
             axum::serve(listener, app).await.expect("floor server");
         })
     });
     Ok(addr)
+}
+
+/// Medians of the parser and of serde_json into `Vec<Vec<f32>>` (what the floor and the
+/// handler used before), interleaved A, B, A, B … so machine load hits both alike.
+pub fn parse_microbench(body: &[u8], inputs: usize, rounds: usize) -> String {
+    #[derive(serde::Deserialize)]
+    struct Nested {
+        instances: Vec<Vec<f32>>,
+    }
+    let columns = Columns::new(inputs, 1);
+    let (mut ours, mut serde) = (Vec::new(), Vec::new());
+    let mut numbers = 0;
+    for _ in 0..rounds {
+        let start = Instant::now();
+        let parsed = instances::parse(body, &columns.names, &columns.index)
+            .unwrap_or_else(|_| panic!("the benchmark body parses"));
+        ours.push(start.elapsed().as_secs_f64());
+        numbers = parsed.values.len();
+        let start = Instant::now();
+        let nested: Nested = serde_json::from_slice(body).expect("the benchmark body parses");
+        serde.push(start.elapsed().as_secs_f64());
+        assert_eq!(nested.instances.len() * inputs, numbers);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (ours, serde) = (median(&mut ours), median(&mut serde));
+    let describe = |name: &str, s: f64| {
+        format!(
+            "{name}: {:.2} ms, {:.0} MB/s, {:.1} ns/number",
+            s * 1e3,
+            body.len() as f64 / s / 1e6,
+            s * 1e9 / numbers as f64
+        )
+    };
+    format!(
+        "parse {} bytes, {numbers} numbers (median of {rounds}, interleaved): {}; {}; {:.1}× faster",
+        body.len(),
+        describe("instances::parse", ours),
+        describe("serde_json Vec<Vec<f32>>", serde),
+        serde / ours
+    )
 }

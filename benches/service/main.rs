@@ -376,8 +376,9 @@ async fn run(s: Setup) -> Result<(), String> {
     let batch = Bytes::from(api::instances_body(&rows));
     let mut r = Results::default();
     if s.wants(Part::Floor) {
+        eprintln!("{}", floor::parse_microbench(&batch, 784, 15));
         eprintln!("measuring the HTTP floor ...");
-        let addr = floor::start(10)?;
+        let addr = floor::start(784, 10)?;
         let target = Target {
             addr,
             path: floor::PATH,

@@ -5,19 +5,22 @@ pub mod error;
 mod evaluate;
 mod extract;
 mod health;
-mod instances;
+pub mod instances;
 mod jobs;
 mod loss_curve;
 mod metrics;
 mod models;
+mod number;
 mod page;
 mod predict;
+mod scan;
 
 use std::sync::{Arc, OnceLock};
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap};
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
@@ -29,6 +32,8 @@ use crate::config::Config;
 use crate::jobs::Scheduler;
 use crate::models::ModelCache;
 use crate::store::Store;
+
+pub use predict::Predictions;
 
 /// Shared by every handler; each field is cheap to clone.
 #[derive(Clone)]
@@ -115,6 +120,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Request/response pairs: Nagle's algorithm would only hold back a response's last
+    // segment until the client acknowledges the previous ones.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set: {e}");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await

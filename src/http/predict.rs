@@ -1,7 +1,6 @@
 //! `POST /models/{id}/predict`.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -54,9 +53,9 @@ fn rows<S: Serializer>(
     }))
 }
 
-/// Below this much work (rows × parameters) a prediction runs inline; above it, on a
-/// blocking thread so it cannot stall other requests.
-const INLINE_WORK: usize = 1 << 22;
+/// Up to this body size a request is parsed and predicted on the runtime's thread (tens of
+/// microseconds); larger ones go to a blocking thread so they cannot stall other requests.
+const INLINE_BYTES: usize = 64 << 10;
 
 /// Predict.
 #[utoipa::path(post, path = "/models/{id}/predict", tag = "models",
@@ -66,7 +65,8 @@ const INLINE_WORK: usize = 1 << 22;
         (status = 200, description = "Predictions", body = Predictions),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A row of the wrong width, an unknown or missing feature name",
+        (status = 422, description = "A row of the wrong width, an unknown or missing feature name, \
+            a value that is not a number or outside the f32 range, no rows",
             body = Problem, content_type = "application/problem+json"),
     ))]
 async fn predict(
@@ -75,28 +75,29 @@ async fn predict(
     body: Bytes,
 ) -> Result<Json<Predictions>> {
     let served = state.models.get(&state.store, id).await?;
-    let parsed = instances::parse(&body, &served.feature_names, &served.feature_index).map_err(
+    let predictions = if body.len() <= INLINE_BYTES {
+        run(&served, &body)?
+    } else {
+        tokio::task::spawn_blocking(move || run(&served, &body))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??
+    };
+    Ok(Json(predictions))
+}
+
+fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
+    let parsed = instances::parse(body, &served.feature_names, &served.feature_index).map_err(
         |e| match e {
             InstancesError::Malformed(text) => Error::BadRequest(text),
             InstancesError::Invalid(text) => Error::Unprocessable(text),
         },
     )?;
-    let run = move |served: Arc<ServedModel>| {
-        let x = ArrayView2::from_shape((parsed.rows, served.feature_names.len()), &parsed.values)
-            .expect("the parser checked every row's width");
-        let predictions = served.model.predict(x)?;
-        let classes = served.model.classes(predictions.view());
-        Ok::<_, Error>(Predictions {
-            predictions,
-            classes,
-        })
-    };
-    let predictions = if parsed.rows * served.params <= INLINE_WORK {
-        run(served)?
-    } else {
-        tokio::task::spawn_blocking(move || run(served))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??
-    };
-    Ok(Json(predictions))
+    let x = ArrayView2::from_shape((parsed.rows, served.feature_names.len()), &parsed.values)
+        .expect("the parser checked every row's width");
+    let predictions = served.model.predict(x)?;
+    let classes = served.model.classes(predictions.view());
+    Ok(Predictions {
+        predictions,
+        classes,
+    })
 }

@@ -11,6 +11,7 @@ mod epoch;
 mod error;
 mod fit_loop;
 mod fit_stream;
+mod infer;
 mod io;
 mod layers;
 mod loss;

@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use super::batch::{Batch, BatchSource, InMemory};
 use super::data::{check_targets, first_non_finite, Samples};
 use super::error::ModelError;
+use super::infer;
 use super::loss::loss_sum;
 use super::metrics::{argmax, AccuracyKind, Tally};
 use super::network::{Network, Workspace};
@@ -88,11 +89,17 @@ impl Model {
         }
     }
 
-    /// Output of the last layer (probabilities for classifiers), dropout off.
+    /// Output of the last layer (probabilities for classifiers), dropout off. A few rows go
+    /// row by row (`infer`), more through gemm; the two sum in different orders, so a row
+    /// predicted alone may differ from the same row in a large batch in the last bits.
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
         self.check_input(x)?;
         let rows = x.nrows();
         let mut out = Array2::zeros((rows, self.output_width()));
+        if rows <= infer::MAX_ROWS {
+            infer::forward_rows(&self.net, x, out.view_mut());
+            return Ok(out);
+        }
         let mut ws = Workspace::new(&self.net, rows.clamp(1, CHUNK_ROWS), false);
         for start in (0..rows).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(rows);

@@ -8,6 +8,7 @@ mod jobs;
 mod journey;
 mod models;
 mod openapi;
+mod predict;
 mod restart;
 mod scheduling;
 mod streaming;
