@@ -2,6 +2,8 @@
 
 /// Command-line and environment configuration.
 pub mod config;
+/// Decimal text to f32, correctly rounded (predict bodies and CSV fields).
+mod decimal;
 /// The HTTP API (axum): one module per resource.
 pub mod http;
 /// Parsing uploaded CSV/JSON into stored f32 row chunks.

@@ -10,7 +10,6 @@ mod jobs;
 mod loss_curve;
 mod metrics;
 mod models;
-mod number;
 mod page;
 mod predict;
 mod scan;
@@ -105,11 +104,13 @@ pub fn app(state: AppState) -> Router {
     router
         .layer(DefaultBodyLimit::max(max_body))
         .layer(
-            // One line per request: method, path, status, latency.
+            // One line per request (method, path, status, latency) at debug level: at
+            // info, formatting and writing it cost a single-row predict ~20 µs, a fifth
+            // of its time. Server errors are still logged at error level.
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
                 .on_request(())
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                .on_response(DefaultOnResponse::new().level(Level::DEBUG)),
         )
         .with_state(state)
 }

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::number::{self, NumberError};
+use crate::decimal::{self, NumberError};
 
 /// serde_json's nesting limit, so a skipped value cannot exhaust the stack.
 const MAX_DEPTH: usize = 128;
@@ -100,7 +100,7 @@ impl<'a> Cursor<'a> {
 
     #[inline(always)]
     pub fn number(&mut self) -> Result<f32, ScanError> {
-        match number::parse(&self.text[self.pos..]) {
+        match decimal::parse(&self.text[self.pos..]) {
             Ok((value, used)) => {
                 self.pos += used;
                 Ok(value)

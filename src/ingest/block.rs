@@ -6,8 +6,9 @@
 use memchr::{memchr, memchr2_iter, memchr_iter};
 
 use super::layout::Layout;
-use super::number::{parse_general, plain_decimal_prefix};
+use super::number::parse_general;
 use super::IngestError;
+use crate::decimal;
 
 /// The rows of one block in storage order (features, then targets), and how many lines
 /// (`\n`-terminated, blank ones included) it spanned.
@@ -64,10 +65,8 @@ fn parse_line(line: &[u8], layout: &Layout, row: &mut [f32]) -> Result<(), Inges
         let (value, len) = match rest {
             // Most values of sparse data (pixels, one-hot columns) are a bare zero.
             [b'0', b',', ..] | [b'0'] => (Ok(0.0), 1),
-            _ => match plain_decimal_prefix(rest) {
-                Some((value, len)) if matches!(rest.get(len), None | Some(b',')) => {
-                    (Ok(value), len)
-                }
+            _ => match decimal::parse(rest) {
+                Ok((value, len)) if matches!(rest.get(len), None | Some(b',')) => (Ok(value), len),
                 _ => {
                     let len = memchr(b',', rest).unwrap_or(rest.len());
                     (parse_general(&rest[..len]), len)

@@ -1,5 +1,6 @@
-//! JSON number text to f32, correctly rounded, fast for the short decimals that CSV-born
-//! rows are made of (`0`, `0.1962`, `-3.5e-2`).
+//! Decimal number text to f32, correctly rounded, fast for the short decimals that CSV-born
+//! rows are made of (`0`, `0.1962`, `-3.5e-2`). Shared by the predict body parser and CSV
+//! ingest: the grammar is JSON's, and CSV sends whatever it rejects to std's parser.
 //!
 //! Fast path (Clinger): when the significant digits fit in f32's 24-bit mantissa and the
 //! power of ten is at most 10¹⁰, both are exact f32 values, so one IEEE multiplication or
