@@ -57,7 +57,7 @@ pub(crate) fn epochs(
             loss,
             val_loss,
             metrics,
-            learning_rate: f64::from(lr),
+            learning_rate: EpochRecord::rate_as_written(lr),
             seconds: started.elapsed().as_secs_f64(),
             overfitting: false,
         };

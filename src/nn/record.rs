@@ -16,7 +16,8 @@ pub struct EpochRecord {
     /// `"accuracy"`, `"val_accuracy"`, `"mae"`, ...
     #[serde(flatten)]
     pub metrics: BTreeMap<String, f64>,
-    /// The rate used during this epoch.
+    /// The rate used during this epoch, as the shortest decimal that is the f32 the
+    /// optimizer used (0.001, not 0.0010000000474974513).
     pub learning_rate: f64,
     /// Wall time of the epoch, validation included.
     pub seconds: f64,
@@ -25,6 +26,12 @@ pub struct EpochRecord {
 }
 
 impl EpochRecord {
+    /// The f32 rate as a user would write it: the shortest decimal text that reads back as
+    /// the same f32, as f64.
+    pub(crate) fn rate_as_written(lr: f32) -> f64 {
+        lr.to_string().parse().unwrap_or(f64::from(lr))
+    }
+
     /// A recorded quantity by its Keras name (`loss`, `val_loss`, `accuracy`, `val_mae`, ...).
     pub fn get(&self, name: &str) -> Option<f64> {
         match name {

@@ -3,6 +3,8 @@
 //! Updates are element-wise, so neither the blocks nor the split across threads
 //! change a bit.
 
+use smallvec::SmallVec;
+
 use super::layers::dense::DenseGrads;
 use super::network::{Layer, Network, Workspace};
 use super::optim::{Optimizer, Reg, Step};
@@ -144,6 +146,9 @@ fn for_each_part<'a>(
     }
 }
 
+/// Buffer halves of one thread's share of a step: a dense layer gives two (kernel, bias).
+type Parts<'a> = SmallVec<[Part<'a>; 16]>;
+
 /// One optimizer step from the gradients in `shards` (one workspace per shard).
 pub(crate) fn apply_updates(
     net: &mut Network,
@@ -160,9 +165,9 @@ pub(crate) fn apply_updates(
         return;
     }
     // Two halves of the pass, one per thread: each big buffer split in the middle,
-    // the small ones whole in the first. Two short lists per step (a few dozen bytes)
-    // buy a single fork-join instead of one per buffer.
-    let (mut first, mut second) = (Vec::new(), Vec::new());
+    // the small ones whole in the first. Two short lists per step buy a single
+    // fork-join instead of one per buffer; inline, so a step allocates nothing.
+    let (mut first, mut second) = (Parts::new(), Parts::new());
     for_each_part(net, shards, moments, k, |part| {
         if part.param.len() < PARALLEL_UPDATE_MIN {
             first.push(part);

@@ -49,6 +49,8 @@ async fn upload_train_watch_and_predict() {
             record.get("trial").is_none(),
             "single batch size: no trial tag"
         );
+        // The rate as the spec wrote it, not its f32 widened (0.009999999776482582).
+        assert_eq!(record["learning_rate"], 0.01);
     }
     let losses: Vec<f64> = records
         .iter()
