@@ -39,6 +39,13 @@ impl Reg {
     }
 }
 
+/// `a += b`, element by element: the two shards' gradients in shard order.
+fn add_into(a: &mut [f32], b: &[f32]) {
+    for (s, &g) in a.iter_mut().zip(b) {
+        *s += g;
+    }
+}
+
 pub(crate) trait Optimizer: Send + Sync {
     /// Moment buffers kept per parameter buffer.
     fn moments(&self) -> usize;
@@ -63,9 +70,7 @@ pub(crate) trait Optimizer: Send + Sync {
         reg: Reg,
         moments: &mut [&mut [f32]],
     ) {
-        for (s, &g) in a.iter_mut().zip(b) {
-            *s += g;
-        }
+        add_into(a, b);
         self.update(step, param, a, reg, moments);
     }
 }
@@ -189,9 +194,7 @@ impl Optimizer for Adam {
         moments: &mut [&mut [f32]],
     ) {
         if !reg.is_zero() || self.weight_decay != 0.0 {
-            for (s, &g) in a.iter_mut().zip(b) {
-                *s += g;
-            }
+            add_into(a, b);
             return self.update(step, param, a, reg, moments);
         }
         let (m, v) = moments.split_at_mut(1);

@@ -69,6 +69,20 @@ impl<'a> Reader<'a> {
         self.rows.iter().sum()
     }
 
+    /// Per chunk, how many of its rows are on one side of the split (`validation`).
+    pub fn rows_per_chunk(&self, is_validation: &[bool], validation: bool) -> Vec<usize> {
+        self.first_row
+            .iter()
+            .zip(&self.rows)
+            .map(|(&first, &n)| {
+                is_validation[first..first + n]
+                    .iter()
+                    .filter(|&&v| v == validation)
+                    .count()
+            })
+            .collect()
+    }
+
     pub fn plan(&mut self, order: &[usize]) {
         self.source.plan(order);
     }

@@ -39,17 +39,7 @@ impl<'r, 'a> StreamTrain<'r, 'a> {
         class_weights: Option<(&'r [f32], LossKind)>,
     ) -> StreamTrain<'r, 'a> {
         let r = reader.borrow();
-        let train_rows: Vec<usize> = r
-            .first_row
-            .iter()
-            .zip(&r.rows)
-            .map(|(&first, &n)| {
-                is_validation[first..first + n]
-                    .iter()
-                    .filter(|v| !**v)
-                    .count()
-            })
-            .collect();
+        let train_rows = r.rows_per_chunk(is_validation, false);
         let rows = train_rows.iter().sum();
         let row_bytes = 4 * r.width.max(1);
         let staging = r.rows.iter().max().copied().unwrap_or(0) * row_bytes;

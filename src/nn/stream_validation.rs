@@ -21,17 +21,7 @@ pub(crate) struct StreamValidation<'r, 'a> {
 impl<'r, 'a> StreamValidation<'r, 'a> {
     pub fn new(reader: &'r Shared<'a>, is_validation: &'r [bool]) -> StreamValidation<'r, 'a> {
         let r = reader.borrow();
-        let counts: Vec<usize> = r
-            .first_row
-            .iter()
-            .zip(&r.rows)
-            .map(|(&first, &n)| {
-                is_validation[first..first + n]
-                    .iter()
-                    .filter(|v| **v)
-                    .count()
-            })
-            .collect();
+        let counts = r.rows_per_chunk(is_validation, true);
         StreamValidation {
             reader,
             is_validation,
