@@ -58,14 +58,9 @@ impl Config {
     pub fn worker_count(&self) -> usize {
         self.workers.unwrap_or_else(cores)
     }
-
-    /// Threads one job may use so that `workers` concurrent jobs fill the cores
-    /// without oversubscribing them.
-    pub fn threads_per_job(&self) -> usize {
-        (cores() / self.worker_count().max(1)).max(1)
-    }
 }
 
-fn cores() -> usize {
+/// The CPU cores the running jobs share.
+pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

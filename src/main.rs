@@ -2,7 +2,7 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use nnserve::config::{Command, Config};
+use nnserve::config::{cores, Command, Config};
 use nnserve::http::{self, AppState};
 use nnserve::jobs::Scheduler;
 use nnserve::models::ModelCache;
@@ -29,12 +29,12 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", config.addr))?;
     tracing::info!(addr = %listener.local_addr()?, database = %config.database_url, "listening");
     let models = ModelCache::default();
-    let (workers, threads) = (config.worker_count(), config.threads_per_job());
+    let workers = config.worker_count();
     let scheduler = Scheduler::start(
         store.clone(),
         models.clone(),
         workers,
-        threads,
+        cores(),
         config.dataset_memory_bytes,
     )
     .await?;

@@ -31,8 +31,8 @@ struct Inner {
     store: Store,
     models: ModelCache,
     workers: usize,
-    /// Threads each job's matrix products may use.
-    threads: usize,
+    /// Cores shared by the running jobs (see `Inner::threads_now`).
+    cores: usize,
     /// Datasets larger than this (as f32) are streamed from the store, not loaded.
     dataset_memory_bytes: usize,
     /// A job was queued.
@@ -62,13 +62,23 @@ pub enum CancelError {
     Store(#[from] StoreError),
 }
 
+impl Inner {
+    /// Threads for a trial starting now: the cores shared among the jobs running now
+    /// (this one included), so a lone job uses them all and `workers` jobs started
+    /// together don't oversubscribe them. The engine gives the same bits for any count.
+    fn threads_now(&self) -> usize {
+        let running = self.workers.saturating_sub(self.slots.available_permits());
+        (self.cores / running.max(1)).max(1)
+    }
+}
+
 impl Scheduler {
     /// Re-queues jobs a previous process left running, then starts dispatching.
     pub async fn start(
         store: Store,
         models: ModelCache,
         workers: usize,
-        threads: usize,
+        cores: usize,
         dataset_memory_bytes: usize,
     ) -> Result<Self, StoreError> {
         let requeued = store.requeue_running().await?;
@@ -80,7 +90,7 @@ impl Scheduler {
             store,
             models,
             workers,
-            threads,
+            cores,
             dataset_memory_bytes,
             wake: Notify::new(),
             slots: Arc::new(Semaphore::new(workers)),
@@ -89,7 +99,7 @@ impl Scheduler {
             stop,
         });
         tokio::spawn(dispatch(inner.clone(), stopped));
-        tracing::info!(workers, threads_per_job = threads, "scheduler started");
+        tracing::info!(workers, cores, "scheduler started");
         Ok(Self { inner })
     }
 

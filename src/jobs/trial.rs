@@ -57,7 +57,7 @@ impl Trial {
         };
         let options = FitOptions {
             batch_size: self.batch_size,
-            threads: inner.threads,
+            threads: inner.threads_now(),
         };
         let (spec, rows) = (self.spec.clone(), self.rows.clone());
         if let Some(checkpoint) = &resume {

@@ -3,7 +3,7 @@
 //! # Determinism
 //! The seed covers everything random: the initial weights, the validation split, the
 //! order of rows in every epoch and every dropout mask, each from its own stream. With
-//! the same spec, data, seed, batch size and thread count, two runs give bit-identical
+//! the same spec, data, seed and batch size, two runs give bit-identical
 //! weights and records (`seconds` aside), and `resume` from any epoch's state continues
 //! exactly as the uninterrupted run would have.
 
@@ -23,7 +23,8 @@ use super::validate::ValidSpec;
 pub struct FitOptions {
     /// One of the spec's batch sizes.
     pub batch_size: usize,
-    /// Threads for the matrix products (results are bit-identical per thread count).
+    /// Threads the training may use. Results do not depend on it: the work is split the
+    /// same way whatever the count, and only where it runs changes.
     pub threads: usize,
 }
 

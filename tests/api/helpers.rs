@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nnserve::config::Config;
+use nnserve::config::{cores, Config};
 use nnserve::http::{self, AppState};
 use nnserve::jobs::Scheduler;
 use nnserve::models::ModelCache;
@@ -59,12 +59,12 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
         .expect("bind");
     let address = format!("http://{}", listener.local_addr().unwrap());
     let models = ModelCache::default();
-    let (workers, threads) = (config.worker_count(), config.threads_per_job());
+    let workers = config.worker_count();
     let scheduler = Scheduler::start(
         store.clone(),
         models.clone(),
         workers,
-        threads,
+        cores(),
         config.dataset_memory_bytes,
     )
     .await
