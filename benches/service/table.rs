@@ -107,6 +107,14 @@ fn speed_row(
     row(figure, opt(ours), kc, tc, ratio, &target, v)
 }
 
+/// The last epoch's validation loss beside the anchors' (no target: a sanity check).
+fn val_loss_row(r: &Results, w: usize, label: &str, job: Option<&JobRun>) -> Row {
+    let loss = job.and_then(|j| j.last()).and_then(|e| e.val_loss);
+    let (kc, _) = anchor_cell(&r.keras[w], w, "final_val_loss", 1.0);
+    let (tc, _) = anchor_cell(&r.torch[w], w, "final_val_loss", 1.0);
+    row(label, opt(loss), kc, tc, String::new(), "—", "—".into())
+}
+
 fn mb(bytes: Option<u64>) -> Option<f64> {
     bytes.map(|b| b as f64 / (1u64 << 20) as f64)
 }
@@ -149,18 +157,7 @@ pub fn rows(r: &Results) -> Vec<Row> {
         verdict(&[delta.map(|d| d >= -0.5)]),
     ));
 
-    let loss = w1.and_then(|j| j.last()).and_then(|e| e.val_loss);
-    let (kc, _) = anchor_cell(&r.keras[W1], W1, "final_val_loss", 1.0);
-    let (tc, _) = anchor_cell(&r.torch[W1], W1, "final_val_loss", 1.0);
-    out.push(row(
-        "W1 final val loss",
-        opt(loss),
-        kc,
-        tc,
-        String::new(),
-        "—",
-        "—".into(),
-    ));
+    out.push(val_loss_row(r, W1, "W1 final val loss", w1));
 
     let ours = mb(w1.and_then(|j| j.server_peak_rss));
     let (k, t) = (
@@ -198,18 +195,7 @@ pub fn rows(r: &Results) -> Vec<Row> {
         "median_epoch_s",
         Some((30.0, 5.0)),
     ));
-    let loss = w2.and_then(|j| j.last()).and_then(|e| e.val_loss);
-    let (kc, _) = anchor_cell(&r.keras[W2], W2, "final_val_loss", 1.0);
-    let (tc, _) = anchor_cell(&r.torch[W2], W2, "final_val_loss", 1.0);
-    out.push(row(
-        "W2 final val loss",
-        opt(loss),
-        kc,
-        tc,
-        String::new(),
-        "—",
-        "—".into(),
-    ));
+    out.push(val_loss_row(r, W2, "W2 final val loss", w2));
 
     let up = r.upload.as_ref().map(Upload::mb_per_s);
     out.push(row(

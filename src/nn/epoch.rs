@@ -39,11 +39,7 @@ impl EpochLoop {
         val_rows: Option<usize>,
     ) -> EpochLoop {
         let ts = spec.spec();
-        let targets = if ts.loss == LossKind::SparseCategoricalCrossentropy {
-            1
-        } else {
-            spec.facts.outputs
-        };
+        let targets = spec.target_width();
         // A batch size beyond the row count must not allocate beyond it.
         let capacity = options.batch_size.min(train_rows);
         let val_capacity = val_rows.map_or(0, |r| r.clamp(1, CHUNK_ROWS));

@@ -20,7 +20,6 @@ use super::stream_source::StreamTrain;
 use super::stream_validation::StreamValidation;
 use super::train::{check_resumed, check_sizes, restore, FitObserver, FitOptions, FitOutcome};
 use super::validate::ValidSpec;
-use super::LossKind;
 
 /// Trains from `source`, holding at most about `memory_bytes` of its rows at a time
 /// (the shuffle buffer plus one chunk being read; at least the largest chunk).
@@ -68,11 +67,7 @@ fn run(
             facts.features
         )));
     }
-    let target_width = if ts.loss == LossKind::SparseCategoricalCrossentropy {
-        1
-    } else {
-        facts.outputs
-    };
+    let target_width = spec.target_width();
     if targets != target_width {
         return Err(TrainError::Data(format!(
             "training data: expected {target_width} target columns, got {targets}"

@@ -61,6 +61,16 @@ impl ValidSpec {
         self.spec.epochs
     }
 
+    /// Target columns a training row carries: sparse labels are one class index, every
+    /// other loss one value per output unit.
+    pub(crate) fn target_width(&self) -> usize {
+        if self.spec.loss == LossKind::SparseCategoricalCrossentropy {
+            1
+        } else {
+            self.facts.outputs
+        }
+    }
+
     /// The quantity that picks the best epoch (and the best trial) and its direction:
     /// the early-stopping monitor when set, else `val_loss` with validation, else `loss`.
     pub fn monitor(&self) -> (&str, Mode) {
