@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use super::scan::{Cursor, ScanError};
+use crate::decimal;
 
 /// Row-major values, `rows` × the model's input width.
 pub struct Instances {
@@ -287,15 +288,25 @@ impl<'a> Parser<'a> {
 
     fn array_row(&mut self) -> Result<()> {
         self.cur.pos += 1;
+        let start = self.values.len();
+        self.values.resize(start + self.width(), 0.0);
+        let fast = decimal::plain_row(
+            self.cur.text,
+            self.cur.pos,
+            b',',
+            b']',
+            &mut self.values[start..],
+        );
+        if let Some(end) = fast {
+            self.cur.pos = end;
+            return Ok(());
+        }
+        self.values.truncate(start);
         let (row, width) = (self.rows, self.width());
         let mut got = 0;
         if !self.cur.empty(b']') {
             loop {
-                let value = if self.cur.bare_zero() {
-                    0.0
-                } else {
-                    self.value(|| format!("instances[{row}][{got}]"))?
-                };
+                let value = self.value(|| format!("instances[{row}][{got}]"))?;
                 if got < width {
                     self.values.push(value);
                 }

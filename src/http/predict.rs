@@ -94,7 +94,7 @@ fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
     )?;
     let x = ArrayView2::from_shape((parsed.rows, served.feature_names.len()), &parsed.values)
         .expect("the parser checked every row's width");
-    let predictions = served.model.predict(x)?;
+    let predictions = served.model.predict_parallel(x, crate::config::cores())?;
     let classes = served.model.classes(predictions.view());
     Ok(Predictions {
         predictions,

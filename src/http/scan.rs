@@ -88,16 +88,6 @@ impl<'a> Cursor<'a> {
         ScanError::Syntax(format!("{problem} at line {line} column {column}"))
     }
 
-    /// Takes a bare `0` directly followed by `,` or `]`: most values of CSV-born rows are
-    /// zeros, and this test is cheaper than the number grammar.
-    #[inline(always)]
-    pub fn bare_zero(&mut self) -> bool {
-        let zero = self.text.get(self.pos) == Some(&b'0')
-            && matches!(self.text.get(self.pos + 1), Some(b',' | b']'));
-        self.pos += usize::from(zero);
-        zero
-    }
-
     #[inline(always)]
     pub fn number(&mut self) -> Result<f32, ScanError> {
         match decimal::parse(&self.text[self.pos..]) {

@@ -93,6 +93,16 @@ impl Model {
     /// row by row (`infer`), more through gemm; the two sum in different orders, so a row
     /// predicted alone may differ from the same row in a large batch in the last bits.
     pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        self.predict_parallel(x, 1)
+    }
+
+    /// [`Model::predict`] with the products of large inputs split over `threads` threads
+    /// (gemm keeps each output's summation order, so the result is the same).
+    pub fn predict_parallel(
+        &self,
+        x: ArrayView2<'_, f32>,
+        threads: usize,
+    ) -> Result<Array2<f32>, ModelError> {
         self.check_input(x)?;
         let rows = x.nrows();
         let mut out = Array2::zeros((rows, self.output_width()));
@@ -104,7 +114,7 @@ impl Model {
         for start in (0..rows).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(rows);
             self.net
-                .forward(x.slice(s![start..end, ..]), &mut ws, None, 1);
+                .forward(x.slice(s![start..end, ..]), &mut ws, None, threads);
             out.slice_mut(s![start..end, ..])
                 .assign(&self.net.output(&ws, end - start));
         }
