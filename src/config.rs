@@ -60,7 +60,9 @@ impl Config {
     }
 }
 
-/// The CPU cores the running jobs share.
+/// The CPU cores the running jobs and large predicts share. Read once: on Linux the
+/// standard library reads cgroup files to answer, tens of microseconds a call.
 pub fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use axum::{extract::DefaultBodyLimit, routing::post, Json, Router};
-use ndarray::Array2;
+use ndarray::{Array2, Axis};
 use nnserve::http::instances;
 use nnserve::http::Predictions;
 use std::collections::HashMap;
@@ -40,16 +40,27 @@ impl Columns {
 }
 
 /// Echoes the first `outputs` values of each row and their argmax, so that the floor
-/// serialises as much as predict does and no more.
+/// parses, splits and serialises as predict does, and does no model work.
 async fn echo(State(columns): State<Arc<Columns>>, body: Bytes) -> Response {
-    let parsed = match instances::parse(&body, &columns.names, &columns.index) {
-        Ok(parsed) => parsed,
-        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    let (width, outputs, inline) = (columns.names.len(), columns.outputs, body.len() <= 64 << 10);
+    let parse = move || {
+        instances::parse_with(&body, &columns.names, &columns.index, |part, _| {
+            Array2::from_shape_fn((part.rows, outputs), |(r, c)| part.values[r * width + c])
+        })
     };
-    let width = columns.names.len();
-    let predictions = Array2::from_shape_fn((parsed.rows, columns.outputs), |(r, c)| {
-        parsed.values[r * width + c]
-    });
+    // As predict: small bodies on the runtime's thread, large ones on a blocking thread.
+    let parts = if inline {
+        parse()
+    } else {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .expect("the parser does not panic")
+    };
+    let Ok(parts) = parts else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+    let predictions = ndarray::concatenate(Axis(0), &views).expect("parts of the same width");
     let classes = predictions
         .rows()
         .into_iter()
@@ -101,10 +112,12 @@ pub fn parse_microbench(body: &[u8], inputs: usize, rounds: usize) -> String {
     let mut numbers = 0;
     for _ in 0..rounds {
         let start = Instant::now();
-        let parsed = instances::parse(body, &columns.names, &columns.index)
-            .unwrap_or_else(|_| panic!("the benchmark body parses"));
+        let parts = instances::parse_with(body, &columns.names, &columns.index, |part, _| {
+            part.values.len()
+        })
+        .unwrap_or_else(|_| panic!("the benchmark body parses"));
         ours.push(start.elapsed().as_secs_f64());
-        numbers = parsed.values.len();
+        numbers = parts.iter().sum();
         let start = Instant::now();
         let nested: Nested = serde_json::from_slice(body).expect("the benchmark body parses");
         serde.push(start.elapsed().as_secs_f64());
@@ -126,7 +139,7 @@ pub fn parse_microbench(body: &[u8], inputs: usize, rounds: usize) -> String {
     format!(
         "parse {} bytes, {numbers} numbers (median of {rounds}, interleaved): {}; {}; {:.1}× faster",
         body.len(),
-        describe("instances::parse", ours),
+        describe("instances::parse_with", ours),
         describe("serde_json Vec<Vec<f32>>", serde),
         serde / ours
     )

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -23,7 +23,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// Rows to predict, TensorFlow Serving style.
 #[derive(ToSchema)]
-#[allow(dead_code)] // Documents the body, which `instances::parse` reads in one pass instead.
+#[allow(dead_code)] // Documents the body, which `instances::parse_with` reads in one pass instead.
 #[schema(example = json!({"instances": [[5.1, 3.5, 1.4, 0.2], {"x0": 6.7, "x1": 3.0, "x2": 5.2, "x3": 2.3}]}))]
 pub struct PredictRequest {
     /// Each row an array of feature values in `feature_names` order, or an object keyed by
@@ -86,15 +86,34 @@ async fn predict(
 }
 
 fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
-    let parsed = instances::parse(body, &served.feature_names, &served.feature_index).map_err(
-        |e| match e {
-            InstancesError::Malformed(text) => Error::BadRequest(text),
-            InstancesError::Invalid(text) => Error::Unprocessable(text),
+    let width = served.feature_names.len();
+    let cores = crate::config::cores();
+    let parts = instances::parse_with(
+        body,
+        &served.feature_names,
+        &served.feature_index,
+        |part, concurrent| {
+            let x = ArrayView2::from_shape((part.rows, width), &part.values)
+                .expect("the parser checked every row's width");
+            served
+                .model
+                .predict_parallel(x, (cores / concurrent).max(1))
         },
-    )?;
-    let x = ArrayView2::from_shape((parsed.rows, served.feature_names.len()), &parsed.values)
-        .expect("the parser checked every row's width");
-    let predictions = served.model.predict_parallel(x, crate::config::cores())?;
+    )
+    .map_err(|e| match e {
+        InstancesError::Malformed(text) => Error::BadRequest(text),
+        InstancesError::Invalid(text) => Error::Unprocessable(text),
+    })?;
+    let mut parts = parts
+        .into_iter()
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let predictions = match parts.len() {
+        1 => parts.pop().expect("one part"),
+        _ => {
+            let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
+            ndarray::concatenate(Axis(0), &views).expect("parts of the same width")
+        }
+    };
     let classes = served.model.classes(predictions.view());
     Ok(Predictions {
         predictions,

@@ -1,158 +1,55 @@
-//! Parsing `{"instances": [...]}` straight into one row-major f32 buffer in one pass: rows are
-//! arrays in feature order or objects keyed by feature name. Hand-written rather than serde:
-//! a 1000-row W1 body is 2.5 MB of number text, and serde_json spent 18–27 ms on it where
-//! this parser takes a few (see `docs/performance.md`).
+//! The recursive-descent reader of a predict body: the object, its `instances` array, and
+//! each row, array or object, checked against the model's features.
 
 use std::collections::HashMap;
 
-use super::scan::{Cursor, ScanError};
+use super::{invalid, Each, Instances, JoinTail, Result};
 use crate::decimal;
+use crate::http::scan::{Cursor, ScanError};
 
-/// Row-major values, `rows` × the model's input width.
-pub struct Instances {
-    pub values: Vec<f32>,
-    pub rows: usize,
-}
-
-pub enum InstancesError {
-    /// Not JSON (answered 400).
-    Malformed(String),
-    /// JSON, but not rows this model takes (answered 422).
-    Invalid(String),
-}
-
-impl From<ScanError> for InstancesError {
-    fn from(e: ScanError) -> Self {
-        match e {
-            ScanError::Syntax(text) => InstancesError::Malformed(text),
-            // Callers that can name the value map this themselves.
-            ScanError::Range => InstancesError::Invalid("a number is outside the f32 range".into()),
-        }
-    }
-}
-
-type Result<T> = std::result::Result<T, InstancesError>;
-
-/// Bodies from this size are parsed by two threads, each from one end of the rows.
-const SPLIT_BYTES: usize = 256 << 10;
-
-/// `features` in the model's input order; `index` maps each name to its position.
-pub fn parse(
-    body: &[u8],
-    features: &[String],
-    index: &HashMap<String, usize>,
-) -> Result<Instances> {
-    match split_point(body) {
-        Some(at) => std::thread::scope(|scope| {
-            let tail = scope.spawn(move || {
-                tail_rows(Parser::new(
-                    Cursor {
-                        text: body,
-                        pos: at,
-                    },
-                    features,
-                    index,
-                ))
-            });
-            let mut parser = Parser::new(Cursor::new(body), features, index);
-            parser.split = Some((at, Box::new(move || tail.join().ok().flatten())));
-            finish(parser)
-        }),
-        None => finish(Parser::new(Cursor::new(body), features, index)),
-    }
-}
-
-fn finish(mut parser: Parser<'_>) -> Result<Instances> {
-    parser.body()?;
-    if parser.rows == 0 {
-        return Err(InstancesError::Invalid("instances is empty".into()));
-    }
-    Ok(Instances {
-        values: parser.values,
-        rows: parser.rows,
-    })
-}
-
-/// A guess at where a row starts near the middle of a large body: `]`, `,`, `[` with
-/// only whitespace between. Only a guess: the same bytes may sit inside a string, so the
-/// first thread uses the second's rows only if it reaches this offset as a row start.
-fn split_point(body: &[u8]) -> Option<usize> {
-    if body.len() < SPLIT_BYTES {
-        return None;
-    }
-    let mut i = body.len() / 2;
-    while i < body.len() {
-        i += body[i..].iter().position(|&c| c == b']')? + 1;
-        let mut j = i;
-        let mut comma = false;
-        while let Some(&c) = body.get(j) {
-            match c {
-                b' ' | b'\n' | b'\r' | b'\t' => {}
-                b',' if !comma => comma = true,
-                b'[' if comma => return Some(j),
-                _ => break,
-            }
-            j += 1;
-        }
-    }
-    None
-}
-
-/// The second thread's share: rows from a guessed row start to the end of `instances`.
-/// `None` if they do not parse; the first thread then parses them itself, with the error
-/// message and row numbers that that gives.
-fn tail_rows(mut parser: Parser<'_>) -> Option<Tail> {
-    let start = parser.cur.pos;
-    loop {
-        parser.row().ok()?;
-        if parser.rows == 1 {
-            parser.reserve_like(parser.cur.pos - start);
-        }
-        if !parser.cur.more(b']', "").ok()? {
-            break;
-        }
-    }
-    Some(Tail {
-        values: parser.values,
-        rows: parser.rows,
-        end: parser.cur.pos,
-    })
-}
-
-/// Waits for the second thread's rows.
-type JoinTail<'a> = Box<dyn FnOnce() -> Option<Tail> + 'a>;
-
-struct Tail {
-    values: Vec<f32>,
-    rows: usize,
-    /// Just after the `]` that closes `instances`.
-    end: usize,
-}
-
-fn invalid<T>(message: String) -> Result<T> {
-    Err(InstancesError::Invalid(message))
-}
-
-struct Parser<'a> {
-    cur: Cursor<'a>,
+pub(super) struct Parser<'a, R> {
+    pub cur: Cursor<'a>,
     features: &'a [String],
     index: &'a HashMap<String, usize>,
-    values: Vec<f32>,
-    rows: usize,
+    /// Runs on each part of the rows once they are parsed; its results in row order.
+    each: &'a Each<'a, R>,
+    pub parts: Vec<R>,
+    /// Rows parsed so far, and the values of those not yet handed to `each`.
+    pub rows: usize,
+    pub values: Vec<f32>,
     /// Where another thread parses the rest of the rows, and how to get them.
-    split: Option<(usize, JoinTail<'a>)>,
+    pub split: Option<(usize, JoinTail<'a, R>)>,
 }
 
-impl<'a> Parser<'a> {
-    fn new(cur: Cursor<'a>, features: &'a [String], index: &'a HashMap<String, usize>) -> Self {
+impl<'a, R> Parser<'a, R> {
+    pub fn new(
+        cur: Cursor<'a>,
+        features: &'a [String],
+        index: &'a HashMap<String, usize>,
+        each: &'a Each<'a, R>,
+    ) -> Self {
         Parser {
             cur,
             features,
             index,
-            values: Vec::new(),
+            each,
+            parts: Vec::new(),
             rows: 0,
+            values: Vec::new(),
             split: None,
         }
+    }
+
+    /// Hands the rows parsed since the last part to `each`, with how many parts are being
+    /// worked on at once.
+    pub fn emit(&mut self, concurrent: usize) {
+        if self.values.is_empty() {
+            return;
+        }
+        let values = std::mem::take(&mut self.values);
+        let rows = values.len() / self.width();
+        self.parts
+            .push((self.each)(Instances { values, rows }, concurrent));
     }
 
     fn width(&self) -> usize {
@@ -164,7 +61,7 @@ impl<'a> Parser<'a> {
         self.cur.kind().ok_or_else(|| self.cur.syntax(what).into())
     }
 
-    fn body(&mut self) -> Result<()> {
+    pub fn body(&mut self) -> Result<()> {
         if self.cur.peek() != Some(b'{') {
             let kind = self.kind_or_syntax("a JSON value")?;
             return invalid(format!(
@@ -233,8 +130,11 @@ impl<'a> Parser<'a> {
                     .is_some_and(|(at, _)| *at == self.cur.pos)
             {
                 let (_, tail) = self.split.take().expect("just checked");
+                // This thread's rows are complete: their part runs while the other thread
+                // finishes its own.
+                self.emit(2);
                 if let Some(tail) = tail() {
-                    self.values.extend_from_slice(&tail.values);
+                    self.parts.push(tail.part);
                     self.rows += tail.rows;
                     self.cur.pos = tail.end;
                     return Ok(());
@@ -246,13 +146,13 @@ impl<'a> Parser<'a> {
     /// Room for as many more rows as the rest of the body holds if they are as long as
     /// the first (`row_bytes`), but never more values than the rest could hold (each value
     /// takes at least a digit and a separator).
-    fn reserve_like(&mut self, row_bytes: usize) {
+    pub fn reserve_like(&mut self, row_bytes: usize) {
         let rest = self.cur.text.len() - self.cur.pos;
         let guess = (rest / row_bytes.max(1) + 1) * self.width();
         self.values.reserve(guess.min(rest / 2 + self.width()));
     }
 
-    fn row(&mut self) -> Result<()> {
+    pub fn row(&mut self) -> Result<()> {
         match self.cur.peek() {
             Some(b'[') => self.array_row()?,
             Some(b'{') => self.object_row()?,

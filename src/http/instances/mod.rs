@@ -1,0 +1,146 @@
+//! Parsing `{"instances": [...]}` straight into row-major f32 buffers in one pass: rows are
+//! arrays in feature order or objects keyed by feature name. Hand-written rather than serde:
+//! a 1000-row W1 body is 2.5 MB of number text, and serde_json spent 18–27 ms on it where
+//! this parser takes a few (see `docs/performance.md`).
+//!
+//! A large body is read by two threads, each from one end of the rows, and each thread
+//! hands its rows to the caller's `each` as soon as they are parsed: predict runs the model
+//! on each half where it was parsed, so neither core waits for the other between parsing
+//! and predicting.
+
+mod parser;
+
+use std::collections::HashMap;
+
+use super::scan::{Cursor, ScanError};
+use parser::Parser;
+
+/// Row-major values, `rows` × the model's input width.
+pub struct Instances {
+    pub values: Vec<f32>,
+    pub rows: usize,
+}
+
+pub enum InstancesError {
+    /// Not JSON (answered 400).
+    Malformed(String),
+    /// JSON, but not rows this model takes (answered 422).
+    Invalid(String),
+}
+
+impl From<ScanError> for InstancesError {
+    fn from(e: ScanError) -> Self {
+        match e {
+            ScanError::Syntax(text) => InstancesError::Malformed(text),
+            // Callers that can name the value map this themselves.
+            ScanError::Range => InstancesError::Invalid("a number is outside the f32 range".into()),
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, InstancesError>;
+
+/// What runs on each part of the rows: the part, and how many parts are being worked on
+/// at once (so that it can size its own threads).
+type Each<'a, R> = dyn Fn(Instances, usize) -> R + Sync + 'a;
+
+/// Bodies from this size are parsed by two threads, each from one end of the rows.
+const SPLIT_BYTES: usize = 256 << 10;
+
+/// Parses the body and runs `each` on its rows, in one part or two consecutive ones;
+/// returns `each`'s results in row order. `features` are in the model's input order;
+/// `index` maps each name to its position.
+pub fn parse_with<R: Send>(
+    body: &[u8],
+    features: &[String],
+    index: &HashMap<String, usize>,
+    each: impl Fn(Instances, usize) -> R + Sync,
+) -> Result<Vec<R>> {
+    let each: &Each<'_, R> = &each;
+    match split_point(body) {
+        Some(at) => std::thread::scope(|scope| {
+            let tail = scope.spawn(move || {
+                let cursor = Cursor {
+                    text: body,
+                    pos: at,
+                };
+                tail_rows(Parser::new(cursor, features, index, each))
+            });
+            let mut parser = Parser::new(Cursor::new(body), features, index, each);
+            parser.split = Some((at, Box::new(move || tail.join().ok().flatten())));
+            finish(parser)
+        }),
+        None => finish(Parser::new(Cursor::new(body), features, index, each)),
+    }
+}
+
+fn finish<R>(mut parser: Parser<'_, R>) -> Result<Vec<R>> {
+    parser.body()?;
+    if parser.rows == 0 {
+        return Err(InstancesError::Invalid("instances is empty".into()));
+    }
+    parser.emit(1);
+    Ok(parser.parts)
+}
+
+/// A guess at where a row starts near the middle of a large body: `]`, `,`, `[` with
+/// only whitespace between. Only a guess: the same bytes may sit inside a string, so the
+/// first thread uses the second's rows only if it reaches this offset as a row start.
+fn split_point(body: &[u8]) -> Option<usize> {
+    if body.len() < SPLIT_BYTES {
+        return None;
+    }
+    let mut i = body.len() / 2;
+    while i < body.len() {
+        i += body[i..].iter().position(|&c| c == b']')? + 1;
+        let mut j = i;
+        let mut comma = false;
+        while let Some(&c) = body.get(j) {
+            match c {
+                b' ' | b'\n' | b'\r' | b'\t' => {}
+                b',' if !comma => comma = true,
+                b'[' if comma => return Some(j),
+                _ => break,
+            }
+            j += 1;
+        }
+    }
+    None
+}
+
+/// The second thread's share: rows from a guessed row start to the end of `instances`,
+/// run through `each`. `None` if they do not parse; the first thread then parses them
+/// itself, with the error message and row numbers that that gives.
+fn tail_rows<R>(mut parser: Parser<'_, R>) -> Option<Tail<R>> {
+    let start = parser.cur.pos;
+    loop {
+        parser.row().ok()?;
+        if parser.rows == 1 {
+            parser.reserve_like(parser.cur.pos - start);
+        }
+        if !parser.cur.more(b']', "").ok()? {
+            break;
+        }
+    }
+    let rows = parser.rows;
+    parser.emit(2);
+    Some(Tail {
+        part: parser.parts.pop()?,
+        rows,
+        end: parser.cur.pos,
+    })
+}
+
+/// Waits for the second thread's rows.
+type JoinTail<'a, R> = Box<dyn FnOnce() -> Option<Tail<R>> + 'a>;
+
+struct Tail<R> {
+    part: R,
+    rows: usize,
+    /// Just after the `]` that closes `instances`.
+    end: usize,
+}
+
+fn invalid<T>(message: String) -> Result<T> {
+    Err(InstancesError::Invalid(message))
+}
