@@ -24,13 +24,14 @@ const POW10_U64: [u64; 9] = [
 /// The longest plain token: `-`, 8 digits, `.`, 8 digits.
 const MAX_TOKEN: usize = 18;
 
-/// Reads `out.len()` values starting at `text[pos]`, each separated from the next by `sep`
-/// and the last followed by `end`, with at most one space before each value; returns the
-/// position just after `end`. Each value must have the shape
-/// `-?(0|[1-9][0-9]{0,7})(\.[0-9]{1,8})?` and be exact in the Clinger fast path, and then
-/// it is bit for bit what [`super::parse`] gives. `None` means "read this row the careful
-/// way": any other number text, any other separator, whitespace elsewhere, and rows that
-/// start within 8 bytes of the text's start (the digit loads read up to 8 bytes back).
+/// Reads `out.len()` JSON numbers starting at `text[pos]`, each separated from the next by
+/// `sep` and the last followed by `end`, with at most one space before each value; returns
+/// the position just after `end`. Values of the shape `-?(0|[1-9][0-9]{0,7})(\.[0-9]{1,8})?`
+/// that are exact in the Clinger fast path take the fast path, others [`super::parse`]; either
+/// way each value is bit for bit what `parse` gives. `None` means "read this row the careful
+/// way": text that is not a number where one belongs, a number f32 cannot hold, any other
+/// separator, whitespace elsewhere, and rows that start within 8 bytes of the text's start
+/// (the digit loads read up to 8 bytes back).
 pub fn plain_row(text: &[u8], mut pos: usize, sep: u8, end: u8, out: &mut [f32]) -> Option<usize> {
     if pos < 8 {
         return None;
@@ -57,7 +58,12 @@ pub fn plain_row(text: &[u8], mut pos: usize, sep: u8, end: u8, out: &mut [f32])
         if pos + MAX_TOKEN + 1 > window.start + 64 {
             window = Window::at(text, pos);
         }
-        let (value, len) = window.token(text, pos)?;
+        // Any other number (an exponent, more digits) is read by the careful routine, so one
+        // odd value does not send the whole row to the careful parser.
+        let (value, len) = match window.token(text, pos) {
+            Some(plain) => plain,
+            None => super::parse(&text[pos..]).ok()?,
+        };
         out[i] = value;
         pos += len;
         let want = if i == last { end } else { sep };
@@ -105,14 +111,15 @@ struct Window {
     dot: u64,
     minus: u64,
     zero: u64,
-    /// Bytes that end a token: neither digit, dot nor minus.
+    /// Bytes that end a number token: none of `0-9 . - + e E` (a token with `+`, `e` or `E`
+    /// then fails the plain-shape test and goes to the careful routine whole).
     other: u64,
 }
 
 impl Window {
     #[inline(always)]
     fn at(text: &[u8], start: usize) -> Window {
-        let [digit, dot, minus, zero] = match text.get(start..start + 64) {
+        let [digit, dot, minus, zero, exponent] = match text.get(start..start + 64) {
             Some(bytes) => classify(bytes.try_into().expect("64 bytes")),
             None => {
                 let mut padded = [b' '; 64];
@@ -127,7 +134,7 @@ impl Window {
             dot,
             minus,
             zero,
-            other: !(digit | dot | minus),
+            other: !(digit | dot | minus | exponent),
         }
     }
 
@@ -170,12 +177,12 @@ impl Window {
     }
 }
 
-/// Digit, dot, minus and `0` masks of 64 bytes.
+/// Digit, dot, minus, `0` and exponent (`e`, `E`, `+`) masks of 64 bytes.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-fn classify(bytes: &[u8; 64]) -> [u64; 4] {
+fn classify(bytes: &[u8; 64]) -> [u64; 5] {
     use std::arch::x86_64::*;
-    let mut masks = [0u64; 4];
+    let mut masks = [0u64; 5];
     for (k, chunk) in bytes.chunks_exact(16).enumerate() {
         // SAFETY: `chunk` has 16 readable bytes; SSE2 is part of x86_64.
         let lanes = unsafe {
@@ -188,6 +195,10 @@ fn classify(bytes: &[u8; 64]) -> [u64; 4] {
                 _mm_cmpeq_epi8(w, byte(b'.')),
                 _mm_cmpeq_epi8(w, byte(b'-')),
                 _mm_cmpeq_epi8(w, byte(b'0')),
+                _mm_or_si128(
+                    _mm_cmpeq_epi8(_mm_or_si128(w, byte(0x20)), byte(b'e')),
+                    _mm_cmpeq_epi8(w, byte(b'+')),
+                ),
             ]
             .map(|m| _mm_movemask_epi8(m) as u16)
         };
@@ -200,13 +211,14 @@ fn classify(bytes: &[u8; 64]) -> [u64; 4] {
 
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-fn classify(bytes: &[u8; 64]) -> [u64; 4] {
-    let mut masks = [0u64; 4];
+fn classify(bytes: &[u8; 64]) -> [u64; 5] {
+    let mut masks = [0u64; 5];
     for (i, &c) in bytes.iter().enumerate() {
         masks[0] |= u64::from(c.is_ascii_digit()) << i;
         masks[1] |= u64::from(c == b'.') << i;
         masks[2] |= u64::from(c == b'-') << i;
         masks[3] |= u64::from(c == b'0') << i;
+        masks[4] |= u64::from(matches!(c, b'e' | b'E' | b'+')) << i;
     }
     masks
 }
@@ -332,29 +344,52 @@ mod tests {
     }
 
     #[test]
-    fn takes_exactly_the_plain_tokens_and_agrees_with_parse_bit_for_bit() {
+    fn the_token_path_takes_exactly_the_plain_shapes_bit_for_bit() {
         let tokens = tokens();
         let mut taken = 0;
         for token in &tokens {
-            // Alone, and between neighbours that move it across window boundaries.
-            for (before, after) in [(0, 0), (1, 2), (13, 0), (20, 7)] {
-                let mut cells = vec!["0.5"; before];
-                cells.push(token);
-                cells.extend(vec!["-7"; after]);
-                let (fast, careful) = row(&cells, ",");
-                match fast {
-                    Some(values) => {
+            // At each offset in a window, so that the token meets every window edge.
+            for offset in 8..8 + 46 {
+                let text = format!("{}{token},0]{}", ",".repeat(offset), " ".repeat(64));
+                let window = Window::at(text.as_bytes(), 8);
+                match window.token(text.as_bytes(), offset) {
+                    Some((value, len)) => {
                         taken += 1;
                         assert!(is_plain(token), "{token:?} is not plain but was taken");
-                        let want = careful[before].expect("plain tokens parse");
-                        assert_eq!(values[before].to_bits(), want.to_bits(), "{token:?}");
-                        assert_eq!(values[0].to_bits(), careful[0].unwrap().to_bits());
+                        let (want, want_len) = super::super::parse(token.as_bytes())
+                            .unwrap_or_else(|_| panic!("{token:?}"));
+                        assert_eq!(
+                            (value.to_bits(), len),
+                            (want.to_bits(), want_len),
+                            "{token:?}"
+                        );
                     }
                     None => assert!(!is_plain(token), "{token:?} is plain but was not taken"),
                 }
             }
         }
         assert!(taken > tokens.len(), "the fast path took only {taken}");
+    }
+
+    #[test]
+    fn rows_agree_with_the_careful_parser_bit_for_bit() {
+        for token in &tokens() {
+            // Alone, and between neighbours that move it across window boundaries.
+            for (before, after) in [(0, 0), (1, 2), (13, 0), (20, 7)] {
+                let mut cells = vec!["0.5"; before];
+                cells.push(token);
+                cells.extend(vec!["-7"; after]);
+                let (fast, careful) = row(&cells, ",");
+                match (fast, careful[before]) {
+                    (Some(values), Some(want)) => {
+                        assert_eq!(values[before].to_bits(), want.to_bits(), "{token:?}");
+                        assert_eq!(values[0].to_bits(), careful[0].unwrap().to_bits());
+                    }
+                    (None, None) => {}
+                    (fast, want) => panic!("{token:?}: row {fast:?}, careful {want:?}"),
+                }
+            }
+        }
     }
 
     #[test]
