@@ -420,25 +420,14 @@ mod tests {
             assert!(row(cells, ",").0.is_none(), "{cells:?}");
         }
         let mut out = [0.0; 3];
-        assert_eq!(
-            plain_row(b"[1,2,3]", 1, b',', b']', &mut out),
-            None,
-            "near the start"
-        );
-        assert_eq!(
-            plain_row(b"xxxxxxxx[1,2]", 9, b',', b']', &mut out),
-            None,
-            "too few values"
-        );
-        assert_eq!(
-            plain_row(b"xxxxxxxx[1,2,3,4]", 9, b',', b']', &mut out),
-            None,
-            "too many"
-        );
-        assert_eq!(
-            plain_row(b"xxxxxxxx[1,2,3]", 9, b',', b']', &mut out),
-            Some(15)
-        );
+        for (text, pos, want, why) in [
+            (&b"[1,2,3]"[..], 1, None, "near the start"),
+            (b"xxxxxxxx[1,2]", 9, None, "too few values"),
+            (b"xxxxxxxx[1,2,3,4]", 9, None, "too many values"),
+            (b"xxxxxxxx[1,2,3]", 9, Some(15), "as many values as out has"),
+        ] {
+            assert_eq!(plain_row(text, pos, b',', b']', &mut out), want, "{why}");
+        }
         assert_eq!(out, [1.0, 2.0, 3.0]);
     }
 }
