@@ -36,6 +36,7 @@ mod train;
 mod update;
 mod validate;
 mod validate_model;
+mod workspace_pool;
 
 pub use callbacks::{overfitting_start, DEFAULT_OVERFITTING_WINDOW};
 pub use data::{DataShape, Samples};

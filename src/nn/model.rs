@@ -14,6 +14,7 @@ use super::loss::loss_sum;
 use super::metrics::{argmax, AccuracyKind, Tally};
 use super::network::{Network, Workspace};
 use super::spec::{LossKind, TrainingSpec};
+use super::workspace_pool::WorkspacePool;
 
 /// What kind of answer the model gives, which decides `classes`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
@@ -52,11 +53,16 @@ pub(crate) const CHUNK_ROWS: usize = 1024;
 pub struct Model {
     spec: TrainingSpec,
     pub(crate) net: Network,
+    workspaces: WorkspacePool,
 }
 
 impl Model {
     pub(crate) fn new(spec: TrainingSpec, net: Network) -> Model {
-        Model { spec, net }
+        Model {
+            spec,
+            net,
+            workspaces: WorkspacePool::default(),
+        }
     }
 
     pub fn input_width(&self) -> usize {
@@ -110,7 +116,7 @@ impl Model {
             infer::forward_rows(&self.net, x, out.view_mut());
             return Ok(out);
         }
-        let mut ws = Workspace::new(&self.net, rows.clamp(1, CHUNK_ROWS), false);
+        let mut ws = self.workspaces.take(&self.net, rows.clamp(1, CHUNK_ROWS));
         for start in (0..rows).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(rows);
             self.net
@@ -118,6 +124,7 @@ impl Model {
             out.slice_mut(s![start..end, ..])
                 .assign(&self.net.output(&ws, end - start));
         }
+        self.workspaces.give(ws);
         Ok(out)
     }
 

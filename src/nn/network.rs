@@ -237,6 +237,21 @@ impl Workspace {
         Workspace { layers, grads }
     }
 
+    /// Rows this workspace holds.
+    pub fn capacity(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.a.nrows())
+    }
+
+    /// Bytes of its layer buffers.
+    pub fn bytes(&self) -> usize {
+        let floats: usize = self
+            .layers
+            .iter()
+            .map(|l| l.z.len() + l.a.len() + l.d.len())
+            .sum();
+        floats * std::mem::size_of::<f32>()
+    }
+
     /// Pre-activation of the last layer (the logits for the fused losses).
     pub fn output_logits(&self, rows: usize) -> ArrayView2<'_, f32> {
         self.layers
