@@ -11,7 +11,7 @@ use axum::serve::ListenerExt;
 use axum::{extract::DefaultBodyLimit, routing::post, Json, Router};
 use ndarray::{Array2, Axis};
 use nnserve::http::instances;
-use nnserve::http::Predictions;
+use nnserve::http::{Predictions, INLINE_BYTES};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -42,7 +42,11 @@ impl Columns {
 /// Echoes the first `outputs` values of each row and their argmax, so that the floor
 /// parses, splits and serialises as predict does, and does no model work.
 async fn echo(State(columns): State<Arc<Columns>>, body: Bytes) -> Response {
-    let (width, outputs, inline) = (columns.names.len(), columns.outputs, body.len() <= 64 << 10);
+    let (width, outputs, inline) = (
+        columns.names.len(),
+        columns.outputs,
+        body.len() <= INLINE_BYTES,
+    );
     let parse = move || {
         instances::parse_with(&body, &columns.names, &columns.index, |part, _| {
             Array2::from_shape_fn((part.rows, outputs), |(r, c)| part.values[r * width + c])

@@ -32,7 +32,7 @@ use crate::jobs::Scheduler;
 use crate::models::ModelCache;
 use crate::store::Store;
 
-pub use predict::Predictions;
+pub use predict::{Predictions, INLINE_BYTES};
 
 /// Shared by every handler; each field is cheap to clone.
 #[derive(Clone)]

@@ -55,7 +55,7 @@ fn rows<S: Serializer>(
 
 /// Up to this body size a request is parsed and predicted on the runtime's thread (tens of
 /// microseconds); larger ones go to a blocking thread so they cannot stall other requests.
-const INLINE_BYTES: usize = 64 << 10;
+pub const INLINE_BYTES: usize = 64 << 10;
 
 /// Predict.
 #[utoipa::path(post, path = "/models/{id}/predict", tag = "models",
