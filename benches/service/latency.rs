@@ -1,5 +1,7 @@
-//! Request latency and throughput against one route, measured the same way for predict and
-//! for the floor: keep-alive connections, one request in flight per connection.
+//! Request latency and throughput of predict and of the floor, measured the same way: keep-alive
+//! connections, one request in flight per connection. The two are measured in alternating
+//! rounds, so that the machine's drift over a run (its speed moved up to 2× within an hour)
+//! weighs on both alike and their ratio means something.
 
 use crate::client::Conn;
 use bytes::Bytes;
@@ -49,7 +51,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-/// Timed sequential requests on one connection, after `warmup` untimed ones.
+/// Timed sequential requests on one connection each round, after `warmup` untimed ones.
 async fn sequential(
     t: &Target<'_>,
     body: &Bytes,
@@ -66,7 +68,6 @@ async fn sequential(
         post(&mut conn, t.path, body).await?;
         times.push(start.elapsed().as_secs_f64());
     }
-    times.sort_by(f64::total_cmp);
     Ok(times)
 }
 
@@ -104,14 +105,45 @@ async fn concurrent(t: &Target<'_>, b: &Budget) -> Result<f64, String> {
     Ok(done as f64 / start.elapsed().as_secs_f64())
 }
 
-pub async fn measure(t: &Target<'_>, b: &Budget) -> Result<Figures, String> {
-    let times = sequential(t, &t.single, b.warmup, b.sequential).await?;
-    let requests_per_s = concurrent(t, b).await?;
-    let batch = sequential(t, &t.batch, 2, b.batch_requests).await?;
-    Ok(Figures {
-        p50_ms: percentile(&times, 0.5) * 1e3,
-        p99_ms: percentile(&times, 0.99) * 1e3,
-        requests_per_s,
-        batch_rows_per_s: t.batch_rows as f64 / percentile(&batch, 0.5),
-    })
+/// Rounds each phase is cut into, alternating between the targets.
+const ROUNDS: usize = 5;
+
+/// Figures for each target, measured in alternating rounds of every phase.
+pub async fn measure(targets: &[&Target<'_>], b: &Budget) -> Result<Vec<Figures>, String> {
+    let mut singles = vec![Vec::new(); targets.len()];
+    let mut batches = vec![Vec::new(); targets.len()];
+    let mut rates = vec![Vec::new(); targets.len()];
+    let round = Budget {
+        sequential: b.sequential.div_ceil(ROUNDS),
+        concurrent_requests: b.concurrent_requests.div_ceil(ROUNDS),
+        concurrent_seconds: b.concurrent_seconds / ROUNDS as f64,
+        batch_requests: b.batch_requests.div_ceil(ROUNDS),
+        ..*b
+    };
+    for r in 0..ROUNDS {
+        let warmup = if r == 0 { b.warmup } else { b.warmup / ROUNDS };
+        for (i, t) in targets.iter().enumerate() {
+            singles[i].extend(sequential(t, &t.single, warmup, round.sequential).await?);
+        }
+        for (i, t) in targets.iter().enumerate() {
+            rates[i].push(concurrent(t, &round).await?);
+        }
+        for (i, t) in targets.iter().enumerate() {
+            batches[i].extend(sequential(t, &t.batch, 1, round.batch_requests).await?);
+        }
+    }
+    Ok(targets
+        .iter()
+        .zip(singles.iter_mut().zip(batches.iter_mut().zip(&rates)))
+        .map(|(t, (times, (batch, rates)))| {
+            times.sort_by(f64::total_cmp);
+            batch.sort_by(f64::total_cmp);
+            Figures {
+                p50_ms: percentile(times, 0.5) * 1e3,
+                p99_ms: percentile(times, 0.99) * 1e3,
+                requests_per_s: rates.iter().sum::<f64>() / rates.len() as f64,
+                batch_rows_per_s: t.batch_rows as f64 / percentile(batch, 0.5),
+            }
+        })
+        .collect())
 }
