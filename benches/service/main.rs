@@ -420,7 +420,7 @@ async fn run(s: Setup) -> Result<(), String> {
 
 fn print_report(s: &Setup, r: &Results) {
     let mut rows = table::rows(r);
-    rows.extend(stream::rows(r, s.w1.rows.unwrap_or(60_000)));
+    rows.extend(stream::rows(r));
     let table = table::render(&rows);
     println!("\n{table}");
     println!("* in-process calls of the anchor scripts (no HTTP); nnserve's figures are over HTTP on loopback.");
