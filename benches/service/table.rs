@@ -28,7 +28,8 @@ const WORKLOAD: [&str; 2] = ["mlp784", "tiny4"];
 
 fn num(v: f64) -> String {
     match v.abs() {
-        a if a >= 10_000.0 => format!("{:.0}k", v / 1e3),
+        // One decimal, so that 99 960 against a 100k target does not print as "100k".
+        a if a >= 10_000.0 => format!("{:.1}k", v / 1e3),
         a if a >= 100.0 => format!("{v:.0}"),
         a if a >= 1.0 => format!("{v:.2}"),
         a if a >= 0.01 => format!("{v:.3}"),
