@@ -93,21 +93,21 @@ fn dense(d: &Dense, x: &[f32], nonzero: &mut [u32], z: &mut [f32]) {
             }
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            let count = list_nonzero(x, nonzero);
+            let count = list_nonzero(x, 0, nonzero, 0);
             // SAFETY: as above.
             return unsafe { accumulate_avx2(x, &nonzero[..count], kernel, z) };
         }
     }
-    let count = list_nonzero(x, nonzero);
+    let count = list_nonzero(x, 0, nonzero, 0);
     accumulate::<BLOCK, 8>(x, &nonzero[..count], kernel, z);
 }
 
-/// Writes the positions of x's non-zero values to the front of `nonzero`; returns how many.
-/// Without a branch per value: whether a value is zero is as good as random.
-fn list_nonzero(x: &[f32], nonzero: &mut [u32]) -> usize {
-    let mut count = 0;
+/// Writes the positions (`first` + index) of x's non-zero values to `nonzero` from `count`
+/// on; returns the new count. Without a branch per value: whether a value is zero is as
+/// good as random.
+fn list_nonzero(x: &[f32], first: usize, nonzero: &mut [u32], mut count: usize) -> usize {
     for (i, &v) in x.iter().enumerate() {
-        nonzero[count] = i as u32;
+        nonzero[count] = (first + i) as u32;
         count += usize::from(v != 0.0);
     }
     count
@@ -139,16 +139,12 @@ fn list_nonzero_avx512(x: &[f32], nonzero: &mut [u32]) -> usize {
         }
         positions = _mm512_add_epi32(positions, _mm512_set1_epi32(16));
     }
-    let start = x.len() - tail.len();
-    for (i, &v) in tail.iter().enumerate() {
-        nonzero[count] = (start + i) as u32;
-        count += usize::from(v != 0.0);
-    }
-    count
+    list_nonzero(tail, x.len() - tail.len(), nonzero, count)
 }
 
 /// Output units per pass over the inputs: this many accumulators stay in registers (eight
-/// of AVX-512's 32, eight of AVX2's 16) while the kernel's rows stream past.
+/// of AVX-512's 32, eight of AVX2's 16) while the kernel's rows stream past. Units left
+/// over go one vector (16 or 8 units) at a time, then one by one.
 const BLOCK_AVX512: usize = 128;
 const BLOCK: usize = 64;
 
