@@ -8,6 +8,7 @@
 //! std's `f32::from_str` (Eisel–Lemire with a big-number fallback), also correctly rounded.
 //! serde_json instead rounds to f64 first and then to f32, which can round twice.
 
+mod batch;
 mod plain;
 
 pub use plain::plain_row;
