@@ -10,6 +10,8 @@
 
 mod batch;
 mod plain;
+#[cfg(target_arch = "x86_64")]
+mod wide;
 
 pub use plain::plain_row;
 

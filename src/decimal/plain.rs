@@ -25,6 +25,32 @@ pub fn plain_row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> 
     if pos < 8 || out.is_empty() {
         return None;
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::wide::available() {
+        // SAFETY: the CPU has the features `wide::row` is compiled for.
+        return unsafe { super::wide::row(text, pos, sep, end, out) };
+    }
+    scan::<Scalar>(text, pos, sep, end, out)
+}
+
+/// How a row's blocks are classified and its tokens read eight at a time: [`Scalar`], or
+/// with AVX-512 (`super::wide`).
+pub(super) trait Kernel {
+    /// One bit per byte of the 64.
+    fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block;
+    /// The values of the first `count` tokens (see [`short_token`]), and which are plain.
+    fn read(words: &[u64; 8], lens: &[u64; 8], count: usize) -> ([f32; 8], u8);
+}
+
+/// [`plain_row`] after its checks, with `K`'s instructions.
+#[inline(always)]
+pub(super) fn scan<K: Kernel>(
+    text: &[u8],
+    pos: usize,
+    sep: u8,
+    end: u8,
+    out: &mut [f32],
+) -> Option<usize> {
     // Bare zeros, most values of sparse data (pixels, one-hot columns), are found by the
     // masks alone and never read: they are already in `out`.
     out.fill(0.0);
@@ -37,7 +63,7 @@ pub fn plain_row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> 
     let mut bad = false;
     let mut batch = Batch::new();
     while block < text.len() {
-        let masks = Block::at(text, block, sep, end);
+        let masks = Block::at::<K>(text, block, sep, end);
         let mut stops = masks.sep | masks.end;
         let wanted = out.len() - before;
         let row_ends_here = stops.count_ones() as usize >= wanted;
@@ -56,11 +82,11 @@ pub fn plain_row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> 
                 _ => block + 64 - earlier.leading_zeros() as usize,
             };
             let slot = before + earlier.count_ones() as usize;
-            bad |= !batch.push(text, start, block + rel as usize, slot, out);
+            bad |= !batch.push::<K>(text, start, block + rel as usize, slot, out);
             read &= read - 1;
         }
         if row_ends_here {
-            bad |= !batch.flush(text, out);
+            bad |= !batch.flush::<K>(text, out);
             let last = 63 - stops.leading_zeros();
             let within = u64::MAX >> (63 - last);
             let clean = (masks.other & within == 0) & (masks.end & stops == 1 << last);
@@ -173,27 +199,51 @@ fn swar8(val: u64) -> u64 {
 
 /// One bit per byte of `text[start..start + 64]` (bytes past the text's end count as
 /// spaces).
-struct Block {
-    sep: u64,
-    end: u64,
-    space: u64,
-    zero: u64,
+pub(super) struct Block {
+    pub sep: u64,
+    pub end: u64,
+    pub space: u64,
+    pub zero: u64,
     /// Bytes that have no place in a plain row: none of `0-9 . - + e E`, space, `sep`, `end`.
-    other: u64,
+    pub other: u64,
 }
 
 impl Block {
     #[inline(always)]
-    fn at(text: &[u8], start: usize, sep: u8, end: u8) -> Block {
+    fn at<K: Kernel>(text: &[u8], start: usize, sep: u8, end: u8) -> Block {
         match text.get(start..start + 64) {
-            Some(bytes) => classify(bytes.try_into().expect("64 bytes"), sep, end),
+            Some(bytes) => K::classify(bytes.try_into().expect("64 bytes"), sep, end),
             None => {
                 let mut padded = [b' '; 64];
                 let rest = &text[start..];
                 padded[..rest.len()].copy_from_slice(rest);
-                classify(&padded, sep, end)
+                K::classify(&padded, sep, end)
             }
         }
+    }
+}
+
+/// SSE2 (part of x86_64) or plain Rust, and one token at a time.
+pub(super) struct Scalar;
+
+impl Kernel for Scalar {
+    #[inline(always)]
+    fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block {
+        classify(bytes, sep, end)
+    }
+
+    #[inline(always)]
+    fn read(words: &[u64; 8], lens: &[u64; 8], count: usize) -> ([f32; 8], u8) {
+        let mut values = [0.0; 8];
+        let mut plain = 0;
+        let tokens = words.iter().zip(lens).take(count);
+        for (k, (value, (&word, &len))) in values.iter_mut().zip(tokens).enumerate() {
+            if let Some(v) = short_token(word, len as usize) {
+                *value = v;
+                plain |= 1 << k;
+            }
+        }
+        (values, plain)
     }
 }
 
@@ -276,13 +326,26 @@ pub(super) mod tests {
     const PREFIX: &str = "{\"instances\": [";
 
     /// Reads `tokens` as one row of a body; the careful parser's values beside it.
+    type RowReader = fn(&[u8], usize, u8, u8, &mut [f32]) -> Option<usize>;
+
+    /// Also checks that the scalar kernel reads the row as `plain_row` does (which uses the
+    /// AVX-512 one where the CPU has it).
     fn row(tokens: &[&str], sep: &str) -> (Option<Vec<f32>>, Vec<Option<f32>>) {
         let text = format!("{PREFIX}[{}]]}}", tokens.join(sep));
-        let mut out = vec![f32::NAN; tokens.len()];
-        let fast = plain_row(text.as_bytes(), PREFIX.len() + 1, b',', b']', &mut out).map(|end| {
-            assert_eq!(end, text.len() - 2, "{text}");
-            out
-        });
+        let read = |kernel: RowReader| {
+            let mut out = vec![f32::NAN; tokens.len()];
+            kernel(text.as_bytes(), PREFIX.len() + 1, b',', b']', &mut out).map(|end| {
+                assert_eq!(end, text.len() - 2, "{text}");
+                out
+            })
+        };
+        let fast = read(plain_row);
+        let scalar = read(scan::<Scalar>);
+        let bits = |v: &Option<Vec<f32>>| {
+            v.as_ref()
+                .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        assert_eq!(bits(&fast), bits(&scalar), "{text}");
         let careful = tokens
             .iter()
             .map(|t| match super::super::parse(t.trim_start().as_bytes()) {
