@@ -325,10 +325,10 @@ pub(super) mod tests {
 
     const PREFIX: &str = "{\"instances\": [";
 
-    /// Reads `tokens` as one row of a body; the careful parser's values beside it.
     type RowReader = fn(&[u8], usize, u8, u8, &mut [f32]) -> Option<usize>;
 
-    /// Also checks that the scalar kernel reads the row as `plain_row` does (which uses the
+    /// Reads `tokens` as one row of a body; the careful parser's values beside it. Also
+    /// checks that the scalar kernel reads the row as `plain_row` does (which uses the
     /// AVX-512 one where the CPU has it).
     fn row(tokens: &[&str], sep: &str) -> (Option<Vec<f32>>, Vec<Option<f32>>) {
         let text = format!("{PREFIX}[{}]]}}", tokens.join(sep));
