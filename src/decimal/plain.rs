@@ -22,7 +22,8 @@ const ZEROS: u64 = 0x3030_3030_3030_3030;
 /// that start within 8 bytes of the text's start (a token is read with a load of the 8
 /// bytes that end where it ends).
 pub fn plain_row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> Option<usize> {
-    if pos < 8 || out.is_empty() {
+    // Token positions are queued as i32 (see `Batch`).
+    if pos < 8 || out.is_empty() || text.len() > i32::MAX as usize {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
@@ -38,8 +39,9 @@ pub fn plain_row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> 
 pub(super) trait Kernel {
     /// One bit per byte of the 64.
     fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block;
-    /// The values of the first `count` tokens (see [`short_token`]), and which are plain.
-    fn read(words: &[u64; 8], lens: &[u64; 8], count: usize) -> ([f32; 8], u8);
+    /// Reads the first `count` tokens of `batch` into their slots of `out` (see
+    /// [`short_token`]); `false` if one is not a number.
+    fn read(text: &[u8], batch: &Batch, count: usize, out: &mut [f32]) -> bool;
 }
 
 /// [`plain_row`] after its checks, with `K`'s instructions.
@@ -117,10 +119,23 @@ fn first_bits(mut bits: u64, n: usize) -> u64 {
     kept
 }
 
-/// The number in `text[start..at]` by [`super::parse`], and whether it is one.
+/// The token in `text[start..at]`, after one leading space if it has one.
+#[inline(always)]
+fn token(text: &[u8], start: usize, at: usize) -> (f32, bool) {
+    let len = at - start - usize::from(text[start] == b' ');
+    let word = u64::from_le_bytes(text[at - 8..at].try_into().expect("8 bytes"));
+    match short_token(word, len) {
+        Some(value) => (value, true),
+        None => careful(text, start, at),
+    }
+}
+
+/// The number in `text[start..at]` (one leading space allowed) by [`super::parse`], and
+/// whether it is one.
 #[cold]
 #[inline(never)]
 pub(super) fn careful(text: &[u8], start: usize, at: usize) -> (f32, bool) {
+    let start = start + usize::from(text[start] == b' ');
     match super::parse(&text[start..]) {
         Ok((value, used)) if start + used == at => (value, true),
         _ => (0.0, false),
@@ -233,17 +248,15 @@ impl Kernel for Scalar {
     }
 
     #[inline(always)]
-    fn read(words: &[u64; 8], lens: &[u64; 8], count: usize) -> ([f32; 8], u8) {
-        let mut values = [0.0; 8];
-        let mut plain = 0;
-        let tokens = words.iter().zip(lens).take(count);
-        for (k, (value, (&word, &len))) in values.iter_mut().zip(tokens).enumerate() {
-            if let Some(v) = short_token(word, len as usize) {
-                *value = v;
-                plain |= 1 << k;
-            }
+    fn read(text: &[u8], batch: &Batch, count: usize, out: &mut [f32]) -> bool {
+        let mut ok = true;
+        for k in 0..count {
+            let (start, at) = (batch.starts[k] as usize, batch.ends[k] as usize);
+            let (value, number) = token(text, start, at);
+            out[batch.slots[k] as usize] = value;
+            ok &= number;
         }
-        (values, plain)
+        ok
     }
 }
 

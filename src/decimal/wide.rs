@@ -1,13 +1,15 @@
-//! The AVX-512 kernel of [`super::plain`]: a block's masks from one 64-byte compare each,
-//! and each step of the one-token reader (`plain::short_token`) on eight 64-bit lanes, ~8
-//! instructions a token instead of ~130 (variable shifts give 0 for counts of 64 and more,
-//! which the scalar reader spends checked shifts on). `row` compiles the whole row loop for
+//! The AVX-512 kernel of [`super::plain`]: a block's masks from one 64-byte compare each;
+//! eight queued tokens' bytes fetched with one gather, read with each step of the one-token
+//! reader (`plain::short_token`) on eight 64-bit lanes (~8 instructions a token instead of
+//! ~130; variable shifts give 0 for counts of 64 and more, which the scalar reader spends
+//! checked shifts on), and stored with one scatter. `row` compiles the whole row loop for
 //! these features, so that the kernel is inlined into it and bit counts are single
 //! instructions.
 
 use std::arch::x86_64::*;
 
-use super::plain::{scan, Block, Kernel};
+use super::batch::Batch;
+use super::plain::{careful, scan, Block, Kernel};
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -55,25 +57,61 @@ impl Kernel for Wide {
         }
     }
 
+    /// One gather of the eight tokens' last 8 bytes, the reader on eight lanes, and one
+    /// scatter of the plain ones' values; the others one by one through [`careful`].
     #[inline(always)]
-    fn read(words: &[u64; 8], lens: &[u64; 8], _count: usize) -> ([f32; 8], u8) {
-        read8(words, lens)
+    fn read(text: &[u8], batch: &Batch, count: usize, out: &mut [f32]) -> bool {
+        let queued = (1u16 << count).wrapping_sub(1) as u8;
+        debug_assert!(batch.slots[..count]
+            .iter()
+            .all(|&s| (s as usize) < out.len()));
+        // SAFETY: inlined only into `row`, which has these features. The gather reads
+        // `text[end - 8..end]` of queued tokens only, and a token ends at a separator at
+        // least 8 bytes into the text (`plain_row` checks). The scatter writes the queued
+        // tokens' slots, which `scan` made less than `out.len()`.
+        let plain = unsafe {
+            let ends = _mm256_loadu_si256(batch.ends.as_ptr().cast());
+            let starts = _mm256_loadu_si256(batch.starts.as_ptr().cast());
+            let words = _mm512_mask_i32gather_epi64::<1>(
+                _mm512_setzero_si512(),
+                queued,
+                _mm256_sub_epi32(ends, _mm256_set1_epi32(8)),
+                text.as_ptr().cast(),
+            );
+            let lens = _mm512_cvtepu32_epi64(_mm256_sub_epi32(ends, starts));
+            let (values, plain) = read8(words, lens);
+            let slots = _mm256_loadu_si256(batch.slots.as_ptr().cast());
+            _mm256_mask_i32scatter_ps::<4>(out.as_mut_ptr(), plain & queued, slots, values);
+            plain
+        };
+        let mut ok = true;
+        let mut rest = queued & !plain;
+        while rest != 0 {
+            let k = rest.trailing_zeros() as usize;
+            let (start, end) = (batch.starts[k] as usize, batch.ends[k] as usize);
+            let (value, number) = careful(text, start, end);
+            out[batch.slots[k] as usize] = value;
+            ok &= number;
+            rest &= rest - 1;
+        }
+        ok
     }
 }
 
-/// [`short_token`] on eight lanes, step for step; bit k of the mask says whether token k is
-/// plain.
+/// `plain::short_token` on eight lanes, step for step, after one leading space if a token
+/// has one; bit k of the mask says whether token k is plain.
 #[inline(always)]
-fn read8(words: &[u64; 8], lens: &[u64; 8]) -> ([f32; 8], u8) {
-    // SAFETY: inlined only into `row`, which has these features; the loads read 64
-    // bytes from arrays of 64.
+fn read8(w: __m512i, len: __m512i) -> (__m256, u8) {
+    // SAFETY: inlined only into `row`, which has these features.
     unsafe {
         let splat = |v: u64| _mm512_set1_epi64(v as i64);
         let (zeros, all) = (splat(0x3030_3030_3030_3030), splat(u64::MAX));
-        let w = _mm512_loadu_si512(words.as_ptr().cast());
-        let len = _mm512_loadu_si512(lens.as_ptr().cast());
-        let len_ok = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(len, splat(1)), splat(8));
         let t = _mm512_srlv_epi64(w, _mm512_slli_epi64(_mm512_sub_epi64(splat(8), len), 3));
+        let space =
+            _mm512_cmpeq_epi64_mask(_mm512_and_si512(t, splat(0xFF)), splat(u64::from(b' ')));
+        let t = _mm512_mask_srli_epi64(t, space, t, 8);
+        let len = _mm512_mask_sub_epi64(len, space, len, splat(1));
+        let len_ok = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(len, splat(1)), splat(8));
         let first = _mm512_and_si512(t, splat(0xFF));
         let neg = _mm512_cmpeq_epi64_mask(first, splat(u64::from(b'-')));
         let t = _mm512_mask_srli_epi64(t, neg, t, 8);
@@ -151,10 +189,7 @@ fn read8(words: &[u64; 8], lens: &[u64; 8]) -> ([f32; 8], u8) {
         let divisor = _mm256_permutexvar_ps(_mm512_cvtepi64_epi32(frac), pow10);
         let value = _mm256_div_ps(_mm512_cvtepu64_ps(mantissa), divisor);
         let sign = _mm256_maskz_mov_epi32(neg, _mm256_set1_epi32(i32::MIN));
-        let value = _mm256_or_ps(value, _mm256_castsi256_ps(sign));
-        let mut values = [0.0f32; 8];
-        _mm256_storeu_ps(values.as_mut_ptr(), value);
-        (values, plain)
+        (_mm256_or_ps(value, _mm256_castsi256_ps(sign)), plain)
     }
 }
 
@@ -165,7 +200,16 @@ mod tests {
 
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512cd,avx512vl")]
     fn read8_here(words: &[u64; 8], lens: &[u64; 8]) -> ([f32; 8], u8) {
-        read8(words, lens)
+        let mut values = [0.0; 8];
+        // SAFETY: the arrays hold 64 bytes each and `values` 32.
+        let plain = unsafe {
+            let words = _mm512_loadu_si512(words.as_ptr().cast());
+            let lens = _mm512_loadu_si512(lens.as_ptr().cast());
+            let (v, plain) = read8(words, lens);
+            _mm256_storeu_ps(values.as_mut_ptr(), v);
+            plain
+        };
+        (values, plain)
     }
 
     #[test]
