@@ -1,7 +1,7 @@
 //! Where mini-batches come from. The training loop only sees `BatchSource`, so a
 //! streaming source (datasets larger than memory) can replace the in-memory one.
 
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::metrics::argmax;
 use super::rng::Rng;
@@ -62,6 +62,7 @@ pub(crate) struct InMemory<'a> {
     order: Vec<usize>,
     next: usize,
     class_weights: Option<(&'a [f32], LossKind)>,
+    threads: usize,
 }
 
 impl<'a> InMemory<'a> {
@@ -73,7 +74,14 @@ impl<'a> InMemory<'a> {
             rows,
             next: 0,
             class_weights: None,
+            threads: 1,
         }
+    }
+
+    /// Lets `next_batch` copy a large batch's rows on two threads.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 
     pub fn with_class_weights(mut self, weights: &'a [f32], loss: LossKind) -> Self {
@@ -114,15 +122,101 @@ impl BatchSource for InMemory<'_> {
     fn next_batch(&mut self, batch: &mut Batch) -> bool {
         let end = (self.next + batch.x.nrows()).min(self.order.len());
         let picked = &self.order[self.next..end];
-        for (i, &r) in picked.iter().enumerate() {
-            copy_row(self.x.row(r), batch.x.row_mut(i));
-            let mut target = batch.y.row_mut(i);
-            copy_row(self.y.row(r), target.view_mut());
-            let y = target.as_slice().expect("batch rows are contiguous");
-            batch.w[i] = row_weight(self.class_weights, y);
+        let (x, y, w) = (
+            batch.x.view_mut(),
+            batch.y.view_mut(),
+            &mut batch.w[..picked.len()],
+        );
+        let gather = |picked: &[usize], x, y, w: &mut [f32]| {
+            gather_rows(self.x, self.y, self.class_weights, picked, x, y, w)
+        };
+        // The copy is bound by memory latency (rows are scattered over the whole
+        // dataset), and it runs while the other core has nothing to do: two threads
+        // halve it.
+        if self.threads > 1 && picked.len() * self.x.ncols() >= PARALLEL_GATHER_MIN {
+            let mid = picked.len() / 2;
+            let (x1, x2) = x.split_at(Axis(0), mid);
+            let (y1, y2) = y.split_at(Axis(0), mid);
+            let (w1, w2) = w.split_at_mut(mid);
+            rayon::join(
+                || gather(&picked[..mid], x1, y1, w1),
+                || gather(&picked[mid..], x2, y2, w2),
+            );
+        } else {
+            gather(picked, x, y, w);
         }
         batch.rows = picked.len();
         self.next = end;
         batch.rows > 0
+    }
+}
+
+/// Below this many values per batch one thread copies the rows: a fork-join costs more.
+const PARALLEL_GATHER_MIN: usize = 1 << 14;
+
+/// Copies rows `picked` of `x` and `y` into the first rows of `to_x` and `to_y`, with
+/// each row's loss weight.
+fn gather_rows(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    class_weights: Option<(&[f32], LossKind)>,
+    picked: &[usize],
+    mut to_x: ArrayViewMut2<'_, f32>,
+    mut to_y: ArrayViewMut2<'_, f32>,
+    to_w: &mut [f32],
+) {
+    for (i, &r) in picked.iter().enumerate() {
+        copy_row(x.row(r), to_x.row_mut(i));
+        let mut target = to_y.row_mut(i);
+        copy_row(y.row(r), target.view_mut());
+        let y = target.as_slice().expect("batch rows are contiguous");
+        to_w[i] = row_weight(class_weights, y);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every batch of an epoch, as (x, y, w) of its valid rows.
+    fn batches(
+        source: &mut InMemory<'_>,
+        capacity: usize,
+    ) -> Vec<(Array2<f32>, Array2<f32>, Vec<f32>)> {
+        let mut batch = Batch::new(capacity, source.x.ncols(), source.y.ncols());
+        source.start_epoch(Some(&mut Rng::new(3, crate::nn::rng::Stream::Shuffle)));
+        let mut all = Vec::new();
+        while source.next_batch(&mut batch) {
+            let w = batch.w[..batch.rows].to_vec();
+            all.push((batch.x().to_owned(), batch.y().to_owned(), w));
+        }
+        all
+    }
+
+    #[test]
+    fn two_threads_gather_the_same_batches_as_one() {
+        // 300 rows of 200 features: batches of 128 are large enough to be split, and
+        // the last one (44 rows) is short.
+        let x = Array2::from_shape_fn((300, 200), |(r, c)| (r * 1000 + c) as f32);
+        let y = Array2::from_shape_fn((300, 1), |(r, _)| (r % 3) as f32);
+        let weights = [0.5, 2.0, 3.0];
+        let source = |threads| {
+            InMemory::new(x.view(), y.view(), (0..300).collect())
+                .with_class_weights(&weights, LossKind::SparseCategoricalCrossentropy)
+                .with_threads(threads)
+        };
+        let (one, two) = (batches(&mut source(1), 128), batches(&mut source(2), 128));
+        assert_eq!(one.len(), 3);
+        assert_eq!(one[2].0.nrows(), 44);
+        assert_eq!(one, two);
+        // Each row is the source row its label and weight say it is.
+        for (bx, by, bw) in &two {
+            for ((row, label), &w) in bx.rows().into_iter().zip(by.column(0)).zip(bw) {
+                let r = (row[0] / 1000.0) as usize;
+                assert_eq!(row, x.row(r));
+                assert_eq!(*label, (r % 3) as f32);
+                assert_eq!(w, weights[r % 3]);
+            }
+        }
     }
 }

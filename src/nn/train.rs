@@ -159,7 +159,8 @@ fn run(
     };
 
     let class_weights = spec.facts.class_weights.as_deref();
-    let mut train_source = InMemory::new(data.x.view(), data.y.view(), parts.train.clone());
+    let mut train_source = InMemory::new(data.x.view(), data.y.view(), parts.train.clone())
+        .with_threads(options.threads);
     if let Some(w) = class_weights {
         train_source = train_source.with_class_weights(w, ts.loss);
     }
