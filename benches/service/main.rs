@@ -8,6 +8,7 @@ mod client;
 mod data;
 mod floor;
 mod latency;
+mod peak;
 mod server;
 mod stream;
 mod table;
@@ -247,7 +248,11 @@ async fn nnserve(
             Some(id) => id,
             None => workloads::find_dataset(&mut c, W1_NAME).await?,
         };
-        eprintln!("training W1 ({} epochs) ...", s.w1_epochs);
+        eprintln!(
+            "measuring the fp32 peak, then training W1 ({} epochs) ...",
+            s.w1_epochs
+        );
+        r.peak[0] = peak::measure();
         r.w1 = Some(
             workloads::train(
                 &mut c,
@@ -258,6 +263,7 @@ async fn nnserve(
             .await
             .map_err(tail)?,
         );
+        r.peak[1] = peak::measure();
     }
     if s.wants(Part::W2) {
         let id = match w2_id {
@@ -389,7 +395,10 @@ async fn run(s: Setup) -> Result<(), String> {
     let rows = data::feature_rows(&s.w1.path, 1000)?;
     let single = Bytes::from(api::instances_body(&rows[..1]));
     let batch = Bytes::from(api::instances_body(&rows));
-    let mut r = Results::default();
+    let mut r = Results {
+        w1_rows: s.w1.rows.unwrap_or(60_000),
+        ..Results::default()
+    };
     // The floor server runs in this process until it ends; predict's stage measures it
     // alongside predict, or here when predict is left out.
     let floor = match s.wants(Part::Floor) {
@@ -437,6 +446,9 @@ fn print_report(s: &Setup, r: &Results) {
             ""
         }
     );
+    if let [Some(before), Some(after)] = r.peak {
+        println!("fp32 peak of all cores, measured right before and right after W1: {before:.0} and {after:.0} GFLOP/s");
+    }
     if let Some(j) = &r.w1 {
         let e: Vec<String> = j
             .epochs
