@@ -9,12 +9,7 @@ use std::time::Instant;
 /// on a CPU without FMA.
 pub fn measure() -> Option<f64> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let best = (0..3)
-        .filter_map(|_| all_cores(cores))
-        .fold(None, |best: Option<f64>, g| {
-            Some(best.map_or(g, |b| b.max(g)))
-        });
-    best
+    (0..3).filter_map(|_| all_cores(cores)).reduce(f64::max)
 }
 
 fn all_cores(cores: usize) -> Option<f64> {
