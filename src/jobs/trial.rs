@@ -69,36 +69,46 @@ impl Trial {
         }
         let span = tracing::Span::current();
         let runtime = tokio::runtime::Handle::current();
+        let threads = options.threads;
         let training = tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let train = |checkpoint: Option<&[u8]>, observer: &mut Observer| match &rows {
-                Rows::Memory(matrix) => {
-                    let data = Samples::new(matrix.x.view(), matrix.y.view());
-                    match checkpoint {
-                        Some(c) => nn::resume(&spec, data, None, &options, c, observer),
-                        None => nn::fit(&spec, data, None, &options, observer),
-                    }
-                }
-                Rows::Streamed { rows, memory_bytes } => {
-                    let mut source = rows.reader(runtime.clone());
-                    let budget = *memory_bytes;
-                    match checkpoint {
-                        Some(c) => {
-                            nn::resume_streaming(&spec, &mut source, &options, budget, c, observer)
+            nn::on_job_threads(threads, move || {
+                let _entered = span.enter();
+                let train = |checkpoint: Option<&[u8]>, observer: &mut Observer| match &rows {
+                    Rows::Memory(matrix) => {
+                        let data = Samples::new(matrix.x.view(), matrix.y.view());
+                        match checkpoint {
+                            Some(c) => nn::resume(&spec, data, None, &options, c, observer),
+                            None => nn::fit(&spec, data, None, &options, observer),
                         }
-                        None => nn::fit_streaming(&spec, &mut source, &options, budget, observer),
+                    }
+                    Rows::Streamed { rows, memory_bytes } => {
+                        let mut source = rows.reader(runtime.clone());
+                        let budget = *memory_bytes;
+                        match checkpoint {
+                            Some(c) => nn::resume_streaming(
+                                &spec,
+                                &mut source,
+                                &options,
+                                budget,
+                                c,
+                                observer,
+                            ),
+                            None => {
+                                nn::fit_streaming(&spec, &mut source, &options, budget, observer)
+                            }
+                        }
+                    }
+                };
+                if let Some(checkpoint) = resume {
+                    match train(Some(&checkpoint.state), &mut observer) {
+                        Err(TrainError::Checkpoint(reason)) => {
+                            let _ = observer.progress.send(Progress::Restarted { reason });
+                        }
+                        other => return other,
                     }
                 }
-            };
-            if let Some(checkpoint) = resume {
-                match train(Some(&checkpoint.state), &mut observer) {
-                    Err(TrainError::Checkpoint(reason)) => {
-                        let _ = observer.progress.send(Progress::Restarted { reason });
-                    }
-                    other => return other,
-                }
-            }
-            train(None, &mut observer)
+                train(None, &mut observer)
+            })
         });
         let mut failure = None;
         while let Some(report) = reports.recv().await {

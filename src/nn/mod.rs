@@ -32,6 +32,7 @@ mod stream;
 mod stream_source;
 mod stream_validation;
 mod summary;
+mod threads;
 mod train;
 mod update;
 mod validate;
@@ -53,6 +54,7 @@ pub use spec::{
 pub use state::TrainingState;
 pub use stream::ChunkSource;
 pub use summary::{LayerSummary, ModelSummary};
+pub use threads::on_job_threads;
 pub use train::{fit, resume, FitObserver, FitOptions, FitOutcome};
 pub use validate::{Mode, ValidSpec};
 

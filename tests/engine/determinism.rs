@@ -105,8 +105,12 @@ fn one_and_two_threads_give_identical_weights_with_sharded_batches() {
         .unwrap()
     };
     let (one, two) = (run(1), run(2));
+    // As the service runs a job: on a pool of its own.
+    let pooled = nnserve::nn::on_job_threads(2, || run(2));
     assert_eq!(weight_bits(&one.model), weight_bits(&two.model));
+    assert_eq!(weight_bits(&one.model), weight_bits(&pooled.model));
     same_history(&one.history, &two.history);
+    same_history(&one.history, &pooled.history);
     assert!(
         one.history[1].loss < one.history[0].loss,
         "{:?}",

@@ -1,0 +1,27 @@
+//! A training job's threads.
+//!
+//! The epoch loop forks and joins two to three times a batch (the row gather, the
+//! shards, the optimizer pass). Called from a thread outside any rayon pool, each
+//! `rayon::join` is queued to the global pool and the caller sleeps until a pool
+//! thread, woken for it, has run both halves: two or three thread wake-ups a batch.
+//! Run on a worker of a pool of its own, the loop keeps the first half of each join
+//! and the other worker, still spinning from the last join, takes the second.
+
+/// Runs `work` on a rayon pool of `threads` workers made for it (inline when one
+/// thread is all it has, or when the pool's threads cannot be started).
+pub fn on_job_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
+    if threads <= 1 {
+        return work();
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("train-{i}"))
+        .build();
+    match pool {
+        Ok(pool) => pool.install(work),
+        Err(e) => {
+            tracing::warn!(error = %e, "no thread pool for the job; its joins go to the global pool");
+            work()
+        }
+    }
+}
