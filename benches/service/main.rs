@@ -38,6 +38,16 @@ enum Part {
     Stream,
 }
 
+impl Part {
+    /// The index of a workload's anchors in `Results` (W1 0, W2 1).
+    fn workload(self) -> usize {
+        match self {
+            Part::W2 => 1,
+            _ => 0,
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(
     about = "nnserve benchmark: training, predict and upload through the real server, beside Keras and PyTorch"
@@ -248,21 +258,28 @@ async fn nnserve(
             Some(id) => id,
             None => workloads::find_dataset(&mut c, W1_NAME).await?,
         };
+        let job = api::w1_job(&id, s.w1_epochs, s.opts.seed);
         eprintln!(
             "measuring the fp32 peak, then training W1 ({} epochs) ...",
             s.w1_epochs
         );
         r.peak[0] = peak::measure();
         r.w1 = Some(
-            workloads::train(
-                &mut c,
-                &api::w1_job(&id, s.w1_epochs, s.opts.seed),
-                server.pid(),
-                timeout,
-            )
-            .await
-            .map_err(tail)?,
+            workloads::train(&mut c, &job, server.pid(), timeout)
+                .await
+                .map_err(tail)?,
         );
+        // The host's speed drifts over minutes: W1's anchors run right here, between two
+        // nnserve runs, so that the ratio compares runs of the same phase.
+        if s.wants(Part::Anchors) {
+            run_anchors(s, r, Part::W1);
+            eprintln!("training W1 again, after its anchors ...");
+            r.w1_again = Some(
+                workloads::train(&mut c, &job, server.pid(), timeout)
+                    .await
+                    .map_err(tail)?,
+            );
+        }
         r.peak[1] = peak::measure();
     }
     if s.wants(Part::W2) {
@@ -332,7 +349,8 @@ async fn check_predict(c: &mut Conn, path: &str, batch: &Bytes) -> Result<(), St
     }
 }
 
-fn run_anchors(s: &Setup, r: &mut Results) {
+/// The Keras and PyTorch anchors of one workload (`Part::W1` or `Part::W2`).
+fn run_anchors(s: &Setup, r: &mut Results, only: Part) {
     for fw in [Framework::Keras, Framework::Torch] {
         let slot = match fw {
             Framework::Keras => &mut r.keras,
@@ -358,7 +376,7 @@ fn run_anchors(s: &Setup, r: &mut Results) {
             .into_iter()
             .enumerate()
         {
-            if !s.wants(part) {
+            if part != only || !s.wants(part) {
                 continue;
             }
             eprintln!("running the {} anchor on {workload} ...", fw.name());
@@ -421,7 +439,12 @@ async fn run(s: Setup) -> Result<(), String> {
         r.floor = latency::measure(&[target], &s.budget()).await?.pop();
     }
     if s.wants(Part::Anchors) {
-        run_anchors(&s, &mut r);
+        // W1's anchors ran beside nnserve's W1 unless that was left out.
+        for part in [Part::W1, Part::W2] {
+            if r.keras[part.workload()].is_none() {
+                run_anchors(&s, &mut r, part);
+            }
+        }
     }
     print_report(&s, &r);
     served
@@ -449,15 +472,24 @@ fn print_report(s: &Setup, r: &Results) {
     if let [Some(before), Some(after)] = r.peak {
         println!("fp32 peak of all cores, measured right before and right after W1: {before:.0} and {after:.0} GFLOP/s");
     }
-    if let Some(j) = &r.w1 {
+    let seconds = |j: &workloads::JobRun| {
         let e: Vec<String> = j
             .epochs
             .iter()
             .map(|e| format!("{:.3}", e.seconds))
             .collect();
+        e.join(", ")
+    };
+    if let Some(j) = &r.w1_again {
+        println!(
+            "W1 ran twice, its anchors between the two; nnserve's median epoch is the mean of both. After the anchors: [{}]",
+            seconds(j)
+        );
+    }
+    if let Some(j) = &r.w1 {
         println!(
             "W1 epoch seconds: [{}]; job wall time {:.2} s; server max sampled RSS {} MiB",
-            e.join(", "),
+            seconds(j),
             j.wall_seconds,
             j.server_max_sampled_rss
                 .map_or("?".into(), |b| (b >> 20).to_string())
