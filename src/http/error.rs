@@ -1,6 +1,6 @@
 //! The HTTP layer's one error type, answered as RFC 7807 `application/problem+json`.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -50,6 +50,12 @@ pub enum Error {
 
 impl From<JsonRejection> for Error {
     fn from(rejection: JsonRejection) -> Self {
+        Self::Json(rejection.body_text(), rejection.status())
+    }
+}
+
+impl From<BytesRejection> for Error {
+    fn from(rejection: BytesRejection) -> Self {
         Self::Json(rejection.body_text(), rejection.status())
     }
 }

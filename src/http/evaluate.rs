@@ -1,6 +1,5 @@
 //! `POST /models/{id}/evaluate`: loss and metrics on labelled rows.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use ndarray::Array2;
@@ -10,7 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::error::{Error, Problem, Result};
-use super::extract::{Json, Path};
+use super::extract::{Body, Json, Path};
 use super::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonTargets};
 use crate::nn::{Evaluation, Samples};
@@ -47,6 +46,7 @@ pub struct LabelledRows {
         (status = 200, description = "Loss and the spec's metrics", body = EvaluationView),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor CSV", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Rows or labels that do not fit the model", body = Problem,
             content_type = "application/problem+json"),
@@ -55,7 +55,7 @@ async fn evaluate(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<EvaluationView>> {
     let served = state.models.get(&state.store, id).await?;
     let stored = state.store.model(id).await?;

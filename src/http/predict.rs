@@ -2,7 +2,6 @@
 
 use std::borrow::Cow;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use ndarray::{Array2, ArrayView2, Axis};
 use serde::{Serialize, Serializer};
@@ -12,7 +11,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::error::{Error, Problem, Result};
-use super::extract::{Json, Path};
+use super::extract::{Body, Json, Path};
 use super::instances::{self, InstancesError};
 use super::AppState;
 use crate::models::ServedModel;
@@ -65,6 +64,7 @@ pub const INLINE_BYTES: usize = 64 << 10;
         (status = 200, description = "Predictions", body = Predictions),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A row of the wrong width, an unknown or missing feature name, \
             a value that is not a number or outside the f32 range, no rows",
             body = Problem, content_type = "application/problem+json"),
@@ -72,7 +72,7 @@ pub const INLINE_BYTES: usize = 64 << 10;
 async fn predict(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    body: Bytes,
+    Body(body): Body,
 ) -> Result<Json<Predictions>> {
     let served = state.models.get(&state.store, id).await?;
     let predictions = if body.len() <= INLINE_BYTES {

@@ -4,7 +4,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, binary_spec, spawn_app, Lcg, TestApp};
+use crate::helpers::{assert_problem, binary_spec, spawn_app, spawn_with, Lcg, Options, TestApp};
 use crate::journey::predict;
 
 async fn trained_model(app: &TestApp) -> String {
@@ -141,6 +141,28 @@ async fn large_bodies_parse_on_two_threads_with_the_same_answers_and_errors() {
     )
     .await;
     assert_problem(response, StatusCode::BAD_REQUEST, &["line", "column"]).await;
+}
+
+/// Over `--max-body-bytes` a predict or evaluate body is refused with a problem.
+#[tokio::test]
+async fn a_predict_body_over_the_limit_is_refused() {
+    let app = spawn_with(Options {
+        max_body_bytes: Some(16 << 10),
+        ..Options::default()
+    })
+    .await;
+    let model = trained_model(&app).await;
+    let rows = vec!["[0.1,0.2,0.3,0.4]"; 2_000].join(",");
+    for (path, body) in [
+        ("predict", format!(r#"{{"instances":[{rows}]}}"#)),
+        (
+            "evaluate",
+            format!(r#"{{"features":[{rows}],"targets":[]}}"#),
+        ),
+    ] {
+        let response = post_raw(&app, &format!("/models/{model}/{path}"), body).await;
+        assert_problem(response, StatusCode::PAYLOAD_TOO_LARGE, &["length limit"]).await;
+    }
 }
 
 #[tokio::test]
