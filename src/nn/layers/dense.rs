@@ -5,7 +5,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
-use crate::nn::matmul::matmul;
+use crate::nn::matmul::{matmul, NARROW_UNITS};
 use crate::nn::rng::Rng;
 use crate::nn::spec::{Activation, DenseSpec, Initializer};
 
@@ -129,15 +129,20 @@ impl Dense {
                 }
             }
         }
-        // Written as dZᵀ·X into the transposed [out, in] view of dW: with Xᵀ as the left
-        // operand instead, gemm's two-thread split of this shape runs ~1.5× slower.
-        matmul(
-            grads.kernel.view_mut().reversed_axes(),
-            d.t(),
-            x,
-            false,
-            threads,
-        );
+        if self.units() <= NARROW_UNITS {
+            // Xᵀ·dZ straight into dW: a product `matmul` sums one register per row.
+            matmul(grads.kernel.view_mut(), x.t(), d.view(), false, threads);
+        } else {
+            // Written as dZᵀ·X into the transposed [out, in] view of dW: with Xᵀ as the left
+            // operand instead, gemm's two-thread split of this shape runs ~1.5× slower.
+            matmul(
+                grads.kernel.view_mut().reversed_axes(),
+                d.t(),
+                x,
+                false,
+                threads,
+            );
+        }
         if let Some(dx) = dx {
             matmul(dx, d.view(), self.kernel.t(), false, threads); // [rows, in]
         }
