@@ -74,11 +74,11 @@ pub(crate) fn matmul(
     }
 }
 
-/// Products no wider than one AVX-512 register (an output layer of up to 16 units, its
-/// kernel gradient) take 8–24 µs in gemm for 64 rows, a few times the arithmetic: it
-/// packs and tiles for wide outputs. Here each output row is one masked register that
-/// sums over k. Returns false (gemm's turn) for wider products, for a `b` or `dst` whose
-/// rows are not contiguous, and on CPUs without AVX-512.
+/// Products no wider than one AVX-512 register: an output layer of up to 16 units and its
+/// kernel gradient. gemm packs and tiles for wide outputs, and took 8–10 µs a product for
+/// 64 rows of W1's 10-unit layer, many times the arithmetic. Here each output row is one
+/// masked register summed over k. Returns false (gemm's turn) for wider products, for a
+/// `b` or `dst` whose rows are not contiguous, and on CPUs without AVX-512.
 fn narrow(
     dst: ArrayViewMut2<'_, f32>,
     a: ArrayView2<'_, f32>,

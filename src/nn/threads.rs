@@ -7,21 +7,21 @@
 //! Run on a worker of a pool of its own, the loop keeps the first half of each join
 //! and the other worker, still spinning from the last join, takes the second.
 
-/// Runs `work` on a rayon pool of `threads` workers made for it (inline when one
-/// thread is all it has, or when the pool's threads cannot be started).
+/// Runs `work` on a rayon pool of `threads` workers made for it. Inline when one thread
+/// is all it has, or when the pool's threads cannot be started: the job then runs as it
+/// would without this, the same bits, only its joins slower.
 pub fn on_job_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
-    if threads <= 1 {
-        return work();
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("train-{i}"))
-        .build();
+    let pool = (threads > 1)
+        .then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .thread_name(|i| format!("train-{i}"))
+                .build()
+                .ok()
+        })
+        .flatten();
     match pool {
-        Ok(pool) => pool.install(work),
-        Err(e) => {
-            tracing::warn!(error = %e, "no thread pool for the job; its joins go to the global pool");
-            work()
-        }
+        Some(pool) => pool.install(work),
+        None => work(),
     }
 }
