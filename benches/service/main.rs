@@ -439,9 +439,12 @@ async fn run(s: Setup) -> Result<(), String> {
         r.floor = latency::measure(&[target], &s.budget()).await?.pop();
     }
     if s.wants(Part::Anchors) {
-        // W1's anchors ran beside nnserve's W1 unless that was left out.
+        // W1's anchors ran beside nnserve's W1 unless that was left out. Either framework
+        // may still lack a workload's figure (the other one not installed fills both of
+        // its own slots with the README's).
         for part in [Part::W1, Part::W2] {
-            if r.keras[part.workload()].is_none() {
+            let w = part.workload();
+            if r.keras[w].is_none() || r.torch[w].is_none() {
                 run_anchors(&s, &mut r, part);
             }
         }
