@@ -3,7 +3,7 @@
 //! chunk ahead so the database read overlaps the computation on the previous one.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::StreamExt;
 use tokio::runtime::Handle;
@@ -52,6 +52,7 @@ impl StoredRows {
             rows: self.clone(),
             runtime,
             ahead: None,
+            spare: Spare::default(),
         }
     }
 }
@@ -60,6 +61,31 @@ pub(super) struct StoreChunks {
     rows: StoredRows,
     runtime: Handle,
     ahead: Option<ReadAhead>,
+    /// Buffers of chunks the engine is done with, for the next reads to fill.
+    spare: Spare,
+}
+
+/// At most this many spare buffers are kept: one per read in flight.
+const SPARE_BUFFERS: usize = PARALLEL_READS;
+
+#[derive(Clone, Default)]
+struct Spare(Arc<Mutex<Vec<Vec<f32>>>>);
+
+impl Spare {
+    fn take(&self) -> Vec<f32> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop()
+            .unwrap_or_default()
+    }
+
+    fn give(&self, buffer: Vec<f32>) {
+        let mut spare = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < SPARE_BUFFERS && buffer.capacity() > 0 {
+            spare.push(buffer);
+        }
+    }
 }
 
 /// The chunks of the current plan not yet handed out, and the task reading them.
@@ -96,12 +122,13 @@ impl ChunkSource for StoreChunks {
         self.stop_reading();
         let (sender, chunks) = mpsc::channel(1);
         let (store, dataset) = (self.rows.store.clone(), self.rows.dataset.clone());
+        let spare = self.spare.clone();
         let planned = order.to_vec();
         let task = self.runtime.spawn(async move {
             let mut reads = futures_util::stream::iter(planned)
                 .map(|idx| {
-                    let (store, dataset) = (store.clone(), dataset.clone());
-                    async move { store.dataset_chunk(&dataset, idx).await }
+                    let (store, dataset, buffer) = (store.clone(), dataset.clone(), spare.take());
+                    async move { store.dataset_chunk(&dataset, idx, buffer).await }
                 })
                 .buffered(PARALLEL_READS);
             while let Some(chunk) = reads.next().await {
@@ -131,11 +158,15 @@ impl ChunkSource for StoreChunks {
             _ => {
                 self.stop_reading();
                 let rows = &self.rows;
-                self.runtime
-                    .block_on(rows.store.dataset_chunk(&rows.dataset, idx))
+                self.runtime.block_on(rows.store.dataset_chunk(
+                    &rows.dataset,
+                    idx,
+                    self.spare.take(),
+                ))
             }
         };
-        *buf = chunk.map_err(|e| e.to_string())?;
+        let done = std::mem::replace(buf, chunk.map_err(|e| e.to_string())?);
+        self.spare.give(done);
         Ok(())
     }
 }

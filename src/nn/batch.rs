@@ -1,7 +1,7 @@
 //! Where mini-batches come from. The training loop only sees `BatchSource`, so a
 //! streaming source (datasets larger than memory) can replace the in-memory one.
 
-use ndarray::{Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
+use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
 use super::metrics::argmax;
 use super::rng::Rng;
@@ -122,29 +122,15 @@ impl BatchSource for InMemory<'_> {
     fn next_batch(&mut self, batch: &mut Batch) -> bool {
         let end = (self.next + batch.x.nrows()).min(self.order.len());
         let picked = &self.order[self.next..end];
-        let (x, y, w) = (
-            batch.x.view_mut(),
-            batch.y.view_mut(),
-            &mut batch.w[..picked.len()],
+        gather(
+            self.x,
+            self.y,
+            self.class_weights,
+            picked,
+            batch,
+            0,
+            self.threads,
         );
-        let gather = |picked: &[usize], x, y, w: &mut [f32]| {
-            gather_rows(self.x, self.y, self.class_weights, picked, x, y, w)
-        };
-        // The copy is bound by memory latency (rows are scattered over the whole
-        // dataset), and it runs while the other core has nothing to do: two threads
-        // halve it.
-        if self.threads > 1 && picked.len() * self.x.ncols() >= PARALLEL_GATHER_MIN {
-            let mid = picked.len() / 2;
-            let (x1, x2) = x.split_at(Axis(0), mid);
-            let (y1, y2) = y.split_at(Axis(0), mid);
-            let (w1, w2) = w.split_at_mut(mid);
-            rayon::join(
-                || gather(&picked[..mid], x1, y1, w1),
-                || gather(&picked[mid..], x2, y2, w2),
-            );
-        } else {
-            gather(picked, x, y, w);
-        }
         batch.rows = picked.len();
         self.next = end;
         batch.rows > 0
@@ -154,8 +140,42 @@ impl BatchSource for InMemory<'_> {
 /// Below this many values per batch one thread copies the rows: a fork-join costs more.
 const PARALLEL_GATHER_MIN: usize = 1 << 14;
 
-/// Copies rows `picked` of `x` and `y` into the first rows of `to_x` and `to_y`, with
-/// each row's loss weight.
+/// Copies rows `picked` of `x` and `y` into `batch` from its row `first` on, with each
+/// row's loss weight. The copy is bound by memory latency (the rows are scattered over
+/// the whole dataset or shuffle buffer), and it runs while the other core has nothing
+/// to do: with `threads` > 1 a large one is split in two.
+pub(crate) fn gather(
+    x: ArrayView2<'_, f32>,
+    y: ArrayView2<'_, f32>,
+    class_weights: Option<(&[f32], LossKind)>,
+    picked: &[usize],
+    batch: &mut Batch,
+    first: usize,
+    threads: usize,
+) {
+    let end = first + picked.len();
+    let (to_x, to_y, to_w) = (
+        batch.x.slice_mut(s![first..end, ..]),
+        batch.y.slice_mut(s![first..end, ..]),
+        &mut batch.w[first..end],
+    );
+    let copy = |picked: &[usize], to_x, to_y, to_w: &mut [f32]| {
+        gather_rows(x, y, class_weights, picked, to_x, to_y, to_w)
+    };
+    if threads > 1 && picked.len() * x.ncols() >= PARALLEL_GATHER_MIN {
+        let mid = picked.len() / 2;
+        let (x1, x2) = to_x.split_at(Axis(0), mid);
+        let (y1, y2) = to_y.split_at(Axis(0), mid);
+        let (w1, w2) = to_w.split_at_mut(mid);
+        rayon::join(
+            || copy(&picked[..mid], x1, y1, w1),
+            || copy(&picked[mid..], x2, y2, w2),
+        );
+    } else {
+        copy(picked, to_x, to_y, to_w);
+    }
+}
+
 fn gather_rows(
     x: ArrayView2<'_, f32>,
     y: ArrayView2<'_, f32>,

@@ -94,7 +94,8 @@ fn run(
     };
 
     let class_weights = facts.class_weights.as_deref().map(|w| (w, ts.loss));
-    let mut train_source = StreamTrain::new(&reader, &is_validation, memory_bytes, class_weights);
+    let mut train_source = StreamTrain::new(&reader, &is_validation, memory_bytes, class_weights)
+        .with_threads(options.threads);
     let mut val_source = (val_rows > 0).then(|| StreamValidation::new(&reader, &is_validation));
     epochs(
         spec,

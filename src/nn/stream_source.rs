@@ -1,6 +1,8 @@
 //! Training mini-batches streamed from chunks through a seeded shuffle buffer.
 
-use super::batch::{row_weight, Batch, BatchSource};
+use ndarray::{s, ArrayView2};
+
+use super::batch::{gather, Batch, BatchSource};
 use super::rng::{Rng, Stream};
 use super::spec::LossKind;
 use super::stream::Shared;
@@ -9,6 +11,11 @@ use super::stream::Shared;
 /// holds up to `capacity` rows drawn at random: a chunk's rows enter as soon as there
 /// is room for all of them, so a row can leave before or after rows of chunks read
 /// much earlier or later. Without shuffling, chunks and rows come in dataset order.
+///
+/// Rows stay in the buffer slot they were loaded into: the draw shuffles slot numbers,
+/// and a batch's rows are copied out of their slots once, on two threads (as in
+/// memory). Moving the last row into a drawn row's place instead copied every row a
+/// second time, on the training loop's thread.
 pub(crate) struct StreamTrain<'r, 'a> {
     reader: &'r Shared<'a>,
     is_validation: &'r [bool],
@@ -17,8 +24,14 @@ pub(crate) struct StreamTrain<'r, 'a> {
     rows: usize,
     order: Vec<usize>,
     next_chunk: usize,
-    /// `len` rows of `width` values, features then targets.
+    /// `capacity` slots of `width` values, a row's features then targets.
     buffer: Vec<f32>,
+    /// Slot numbers: the first `len` hold the rows not handed out yet, in the order the
+    /// draws see them; the rest are free.
+    slots: Vec<usize>,
+    /// The slots drawn for the batch being filled, not yet copied into it.
+    picked: Vec<usize>,
+    threads: usize,
     width: usize,
     features: usize,
     capacity: usize,
@@ -55,6 +68,9 @@ impl<'r, 'a> StreamTrain<'r, 'a> {
             order: Vec::new(),
             next_chunk: 0,
             buffer: vec![0.0; capacity * r.width],
+            slots: (0..capacity).collect(),
+            picked: Vec::new(),
+            threads: 1,
             width: r.width,
             features: r.features,
             capacity,
@@ -63,6 +79,12 @@ impl<'r, 'a> StreamTrain<'r, 'a> {
             draw: None,
             class_weights,
         }
+    }
+
+    /// Lets `next_batch` copy a large batch's rows on two threads.
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
     }
 
     #[cfg(test)]
@@ -85,19 +107,30 @@ impl<'r, 'a> StreamTrain<'r, 'a> {
         let w = self.width;
         for (i, row) in r.staging.chunks_exact(w).enumerate() {
             if !self.is_validation[first + i] {
-                self.buffer[self.len * w..(self.len + 1) * w].copy_from_slice(row);
+                let slot = self.slots[self.len];
+                self.buffer[slot * w..(slot + 1) * w].copy_from_slice(row);
                 self.len += 1;
             }
         }
         true
     }
 
+    /// Whether `refill` would load a chunk now, into slots that may still hold rows
+    /// picked for the batch being filled.
+    fn loads_next(&self) -> bool {
+        let more = self.next_chunk < self.order.len();
+        match self.draw {
+            Some(_) => {
+                more && self.len + self.train_rows[self.order[self.next_chunk]] <= self.capacity
+            }
+            None => more && self.cursor == self.len,
+        }
+    }
+
     /// Makes at least one row available unless the pass is over.
     fn refill(&mut self) -> bool {
         if self.draw.is_some() {
-            while self.next_chunk < self.order.len()
-                && self.len + self.train_rows[self.order[self.next_chunk]] <= self.capacity
-            {
+            while self.loads_next() {
                 if !self.load_next() {
                     return false;
                 }
@@ -113,19 +146,43 @@ impl<'r, 'a> StreamTrain<'r, 'a> {
         self.cursor < self.len
     }
 
-    /// The buffer index of the next row; a drawn row's slot is refilled by the last row.
+    /// The slot of the next row. A drawn row's place in the order goes to the last row.
     fn take(&mut self) -> usize {
-        match self.draw.as_mut() {
+        let at = match self.draw.as_mut() {
             Some(rng) => {
                 let pick = rng.below(self.len);
                 self.len -= 1;
-                pick
+                self.slots.swap(pick, self.len);
+                self.len
             }
             None => {
                 self.cursor += 1;
                 self.cursor - 1
             }
-        }
+        };
+        self.slots[at]
+    }
+
+    /// Copies the picked rows into `batch` from its row `first` on; returns how many.
+    fn copy_picked(&mut self, batch: &mut Batch, first: usize) -> usize {
+        let rows = ArrayView2::from_shape((self.capacity, self.width), &self.buffer)
+            .expect("the buffer holds `capacity` slots");
+        let (x, y) = (
+            rows.slice(s![.., ..self.features]),
+            rows.slice(s![.., self.features..]),
+        );
+        let n = self.picked.len();
+        gather(
+            x,
+            y,
+            self.class_weights,
+            &self.picked,
+            batch,
+            first,
+            self.threads,
+        );
+        self.picked.clear();
+        n
     }
 }
 
@@ -149,21 +206,18 @@ impl BatchSource for StreamTrain<'_, '_> {
     }
 
     fn next_batch(&mut self, batch: &mut Batch) -> bool {
-        let (w, f) = (self.width, self.features);
         let mut rows = 0;
-        while rows < batch.x.nrows() && self.refill() {
-            let at = self.take();
-            let row = &self.buffer[at * w..(at + 1) * w];
-            let (x, y) = row.split_at(f);
-            copy(x, batch.x.row_mut(rows));
-            copy(y, batch.y.row_mut(rows));
-            batch.w[rows] = row_weight(self.class_weights, y);
-            if self.draw.is_some() && at != self.len {
-                let last = self.len * w;
-                self.buffer.copy_within(last..last + w, at * w);
+        while rows + self.picked.len() < batch.x.nrows() {
+            if self.loads_next() {
+                rows += self.copy_picked(batch, rows);
             }
-            rows += 1;
+            if !self.refill() {
+                break;
+            }
+            let slot = self.take();
+            self.picked.push(slot);
         }
+        rows += self.copy_picked(batch, rows);
         batch.rows = rows;
         rows > 0
     }

@@ -56,7 +56,11 @@ fn source() -> Rows {
 }
 
 fn membership(validation: &[usize]) -> Vec<bool> {
-    let mut v = vec![false; TOTAL];
+    membership_of(TOTAL, validation)
+}
+
+fn membership_of(total: usize, validation: &[usize]) -> Vec<bool> {
+    let mut v = vec![false; total];
     validation.iter().for_each(|&r| v[r] = true);
     v
 }
@@ -206,4 +210,80 @@ fn a_failed_read_ends_the_pass_and_is_kept() {
         3,
     );
     assert!(target.is_err());
+}
+
+/// Rows of 200 features, x[r][c] = 1000·r + c, and the label r % 3, in uneven chunks.
+struct Wide {
+    rows: Vec<usize>,
+}
+
+const WIDE: usize = 200;
+
+impl ChunkSource for Wide {
+    fn columns(&self) -> (usize, usize) {
+        (WIDE, 1)
+    }
+
+    fn chunk_rows(&self) -> &[usize] {
+        &self.rows
+    }
+
+    fn read_chunk(&mut self, idx: usize, buf: &mut Vec<f32>) -> Result<(), String> {
+        let first: usize = self.rows[..idx].iter().sum();
+        buf.clear();
+        for r in first..first + self.rows[idx] {
+            buf.extend((0..WIDE).map(|c| (r * 1000 + c) as f32));
+            buf.push((r % 3) as f32);
+        }
+        Ok(())
+    }
+}
+
+/// Batches of 128 wide rows are copied out of the buffer on two threads: the same batches
+/// as one thread, every row whole although chunks keep refilling the slots drawn before.
+#[test]
+fn two_threads_copy_the_same_batches_out_of_the_buffer_as_one() {
+    let sizes = vec![300, 150, 1, 400, 149];
+    let total: usize = sizes.iter().sum();
+    let parts = split(total, 0.1, 9);
+    let is_val = membership_of(total, &parts.validation);
+    let weights = [0.5, 2.0, 3.0];
+    let row_bytes = 4 * (WIDE + 1);
+    let epoch = |threads: usize| {
+        let mut rows = Wide {
+            rows: sizes.clone(),
+        };
+        let reader = RefCell::new(Reader::new(&mut rows));
+        let budget = 400 * row_bytes + 500 * row_bytes;
+        let class_weights = Some((&weights[..], LossKind::SparseCategoricalCrossentropy));
+        let mut train =
+            StreamTrain::new(&reader, &is_val, budget, class_weights).with_threads(threads);
+        assert_eq!(train.capacity(), 500);
+        let mut batch = Batch::new(128, WIDE, 1);
+        train.start_epoch(Some(&mut Rng::new(4, Stream::Shuffle)));
+        let mut batches = Vec::new();
+        while train.next_batch(&mut batch) {
+            let w = batch.w[..batch.rows].to_vec();
+            batches.push((batch.x().to_owned(), batch.y().to_owned(), w));
+        }
+        batches
+    };
+    let (one, two) = (epoch(1), epoch(2));
+    assert_eq!(one, two);
+    let mut seen = Vec::new();
+    for (x, y, w) in &two {
+        for ((row, label), &w) in x.rows().into_iter().zip(y.column(0)).zip(w) {
+            let r = row[0] as usize / 1000;
+            let whole = row
+                .iter()
+                .enumerate()
+                .all(|(c, &v)| v == (r * 1000 + c) as f32);
+            assert!(whole, "row {r} is whole");
+            assert_eq!(*label, (r % 3) as f32);
+            assert_eq!(w, weights[r % 3]);
+            seen.push(r);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, parts.train);
 }
