@@ -18,7 +18,7 @@ use crate::store::{Dataset, Store, StoreError};
 const PARALLEL_READS: usize = 2;
 
 /// Decoded chunks the reader may hold beyond the engine's own: one queued, the ones being
-/// read, and their raw bytes. Taken off the budget the engine gets.
+/// read, and sqlx's copy of their bytes. Taken off the budget the engine gets.
 const READ_AHEAD_CHUNKS: usize = 2 * PARALLEL_READS + 1;
 
 /// What a streamed trial needs to open its reader; cheap to clone.
@@ -65,7 +65,8 @@ pub(super) struct StoreChunks {
     spare: Spare,
 }
 
-/// At most this many spare buffers are kept: one per read in flight.
+/// At most this many spare buffers are kept: one per read in flight (each read takes one
+/// for its output, which `READ_AHEAD_CHUNKS` counts).
 const SPARE_BUFFERS: usize = PARALLEL_READS;
 
 #[derive(Clone, Default)]
@@ -146,6 +147,10 @@ impl ChunkSource for StoreChunks {
     }
 
     fn read_chunk(&mut self, idx: usize, buf: &mut Vec<f32>) -> Result<(), String> {
+        // The engine is done with the chunk in `buf`. Given back before waiting, its
+        // buffer is there when taking this chunk lets the reader start its next read, so
+        // the buffers in use stay those `READ_AHEAD_CHUNKS` counts.
+        self.spare.give(std::mem::take(buf));
         let chunk = match self.ahead.as_mut() {
             Some(ahead) if ahead.order.front() == Some(&idx) => {
                 ahead.order.pop_front();
@@ -165,8 +170,7 @@ impl ChunkSource for StoreChunks {
                 ))
             }
         };
-        let done = std::mem::replace(buf, chunk.map_err(|e| e.to_string())?);
-        self.spare.give(done);
+        *buf = chunk.map_err(|e| e.to_string())?;
         Ok(())
     }
 }
