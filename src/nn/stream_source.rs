@@ -222,9 +222,3 @@ impl BatchSource for StreamTrain<'_, '_> {
         rows > 0
     }
 }
-
-pub(crate) fn copy(from: &[f32], mut to: ndarray::ArrayViewMut1<'_, f32>) {
-    to.as_slice_mut()
-        .expect("batch rows are contiguous")
-        .copy_from_slice(from);
-}

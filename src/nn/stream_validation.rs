@@ -3,7 +3,6 @@
 use super::batch::{Batch, BatchSource};
 use super::rng::Rng;
 use super::stream::Shared;
-use super::stream_source::copy;
 
 /// The validation rows in dataset order, a chunk at a time, so batches hold the same
 /// rows in the same order as the in-memory validation pass.
@@ -78,4 +77,10 @@ impl BatchSource for StreamValidation<'_, '_> {
         batch.rows = rows;
         rows > 0
     }
+}
+
+fn copy(from: &[f32], mut to: ndarray::ArrayViewMut1<'_, f32>) {
+    to.as_slice_mut()
+        .expect("batch rows are contiguous")
+        .copy_from_slice(from);
 }
