@@ -3,6 +3,7 @@
 
 use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewMut1, ArrayViewMut2, Axis};
 
+use super::alloc::{filled, zeros2, OutOfMemory};
 use super::metrics::argmax;
 use super::rng::Rng;
 use super::spec::LossKind;
@@ -18,13 +19,13 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    pub fn new(capacity: usize, features: usize, targets: usize) -> Batch {
-        Batch {
-            x: Array2::zeros((capacity, features)),
-            y: Array2::zeros((capacity, targets)),
-            w: vec![1.0; capacity],
+    pub fn new(capacity: usize, features: usize, targets: usize) -> Result<Batch, OutOfMemory> {
+        Ok(Batch {
+            x: zeros2((capacity, features), "a batch's features")?,
+            y: zeros2((capacity, targets), "a batch's targets")?,
+            w: filled(capacity, 1.0, "a batch's row weights")?,
             rows: 0,
-        }
+        })
     }
 
     pub fn x(&self) -> ArrayView2<'_, f32> {
@@ -203,7 +204,7 @@ mod tests {
         source: &mut InMemory<'_>,
         capacity: usize,
     ) -> Vec<(Array2<f32>, Array2<f32>, Vec<f32>)> {
-        let mut batch = Batch::new(capacity, source.x.ncols(), source.y.ncols());
+        let mut batch = Batch::new(capacity, source.x.ncols(), source.y.ncols()).unwrap();
         source.start_epoch(Some(&mut Rng::new(3, crate::nn::rng::Stream::Shuffle)));
         let mut all = Vec::new();
         while source.next_batch(&mut batch) {

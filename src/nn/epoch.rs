@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use super::alloc::OutOfMemory;
 use super::batch::{Batch, BatchSource};
 use super::error::TrainError;
 use super::metrics::{AccuracyKind, Tally};
@@ -37,27 +38,27 @@ impl EpochLoop {
         options: &FitOptions,
         train_rows: usize,
         val_rows: Option<usize>,
-    ) -> EpochLoop {
+    ) -> Result<EpochLoop, OutOfMemory> {
         let ts = spec.spec();
         let targets = spec.target_width();
         // A batch size beyond the row count must not allocate beyond it.
         let capacity = options.batch_size.min(train_rows);
         let val_capacity = val_rows.map_or(0, |r| r.clamp(1, CHUNK_ROWS));
         let shards = shard_count(net, capacity);
-        EpochLoop {
-            batch: Batch::new(capacity, net.input_width, targets),
+        Ok(EpochLoop {
+            batch: Batch::new(capacity, net.input_width, targets)?,
             shards: (0..shards)
                 .map(|_| Workspace::new(net, capacity.div_ceil(shards), true))
-                .collect(),
-            val_batch: Batch::new(val_capacity, net.input_width, targets),
-            val_ws: Workspace::new(net, val_capacity, false),
+                .collect::<Result<_, _>>()?,
+            val_batch: Batch::new(val_capacity, net.input_width, targets)?,
+            val_ws: Workspace::new(net, val_capacity, false)?,
             threads: options.threads,
             shuffle: ts.shuffle,
             accuracy: AccuracyKind::for_model(ts.loss, spec.facts.outputs),
             loss: ts.loss,
             has_class_weights: spec.facts.class_weights.is_some(),
             metrics: ts.metrics.clone(),
-        }
+        })
     }
 
     /// One pass over the training rows; returns the epoch loss and training metrics.

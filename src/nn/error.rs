@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+pub use super::alloc::OutOfMemory;
+
 /// Why a spec was rejected. Every message names the field path and the bad value.
 #[derive(Debug, Clone, PartialEq, Error)]
 pub enum SpecError {
@@ -72,6 +74,8 @@ pub enum TrainError {
     /// The checkpoint is unreadable or belongs to another spec or dataset.
     #[error("invalid checkpoint: {0}")]
     Checkpoint(String),
+    #[error(transparent)]
+    OutOfMemory(#[from] OutOfMemory),
 }
 
 /// Errors of a trained model: wrong input, or bytes that are not a model.
@@ -90,4 +94,6 @@ pub enum ModelError {
     Labels(String),
     #[error("corrupt model file: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    OutOfMemory(#[from] OutOfMemory),
 }

@@ -30,7 +30,7 @@ pub(crate) fn epochs(
         options,
         train_source.rows(),
         val_source.as_ref().map(|s| s.rows()),
-    );
+    )?;
     while state.progress.epoch < ts.epochs && !state.progress.stopped_early {
         let epoch = state.progress.epoch + 1;
         let started = Instant::now();

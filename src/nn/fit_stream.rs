@@ -90,7 +90,7 @@ fn run(
             train_rows,
             val_rows,
             options.batch_size,
-        ),
+        )?,
     };
 
     let class_weights = facts.class_weights.as_deref().map(|w| (w, ts.loss));

@@ -29,7 +29,7 @@ fn dense(
             l2: reg.1,
         }),
     };
-    let mut d = Dense::new(inputs, &spec, rng);
+    let mut d = Dense::new(inputs, &spec, rng).unwrap();
     if reg.0 > 0.0 {
         // Keep weights clear of L1's kink at 0, which a ±h probe would straddle.
         d.kernel.mapv_inplace(|w| {
@@ -60,7 +60,7 @@ fn objective(
     y: ArrayView2<f32>,
     w: &[f32],
 ) -> f64 {
-    let mut ws = Workspace::new(net, x.nrows(), false);
+    let mut ws = Workspace::new(net, x.nrows(), false).unwrap();
     net.forward(x, &mut ws, None, 1);
     let out = net.output(&ws, x.nrows());
     loss_sum(loss, ws.output_logits(x.nrows()), out, y, Some(w), None) / x.nrows() as f64
@@ -73,7 +73,7 @@ fn objective(
 fn check(net: Network, loss: LossKind, x: Array2<f32>, y: Array2<f32>) {
     let rows = x.nrows();
     let w: Vec<f32> = (0..rows).map(|i| 0.5 + i as f32 * 0.25).collect();
-    let mut ws = Workspace::new(&net, rows, true);
+    let mut ws = Workspace::new(&net, rows, true).unwrap();
     net.forward(x.view(), &mut ws, None, 1);
     let last = ws.layers.last_mut().unwrap();
     loss_sum(
@@ -198,7 +198,7 @@ fn every_loss_on_a_single_dense_layer() {
         let mut y = targets(loss, rows, units, &mut rng);
         if loss == LossKind::MeanAbsoluteError {
             // Keep every error at least 0.3 from MAE's kink, so ±h probes stay on one side.
-            let mut ws = Workspace::new(&net, rows, false);
+            let mut ws = Workspace::new(&net, rows, false).unwrap();
             net.forward(x.view(), &mut ws, None, 1);
             y = net
                 .output(&ws, rows)
@@ -291,7 +291,7 @@ fn dropout_backward_uses_the_forward_mask() {
         first_row: 0,
     };
     let objective = |net: &Network| {
-        let mut ws = Workspace::new(net, 5, true);
+        let mut ws = Workspace::new(net, 5, true).unwrap();
         net.forward(x.view(), &mut ws, Some(key), 1);
         let out = net.output(&ws, 5);
         loss_sum(
@@ -303,7 +303,7 @@ fn dropout_backward_uses_the_forward_mask() {
             None,
         ) / 5.0
     };
-    let mut ws = Workspace::new(&net, 5, true);
+    let mut ws = Workspace::new(&net, 5, true).unwrap();
     net.forward(x.view(), &mut ws, Some(key), 1);
     let last = ws.layers.last_mut().unwrap();
     loss_sum(

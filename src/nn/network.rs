@@ -2,6 +2,7 @@
 
 use ndarray::{s, Array2, ArrayView2};
 
+use super::alloc::{zeros2, OutOfMemory};
 use super::layers::dense::DenseGrads;
 use super::layers::dropout::{self, MaskKey};
 use super::layers::{Dense, Normalization};
@@ -38,13 +39,13 @@ impl Network {
         features: usize,
         mut normalization: Option<Normalization>,
         rng: &mut Rng,
-    ) -> Network {
+    ) -> Result<Network, OutOfMemory> {
         let mut width = features;
         let mut layers = Vec::new();
         for layer in &spec.model.layers {
             match layer {
                 LayerSpec::Input(_) => continue,
-                LayerSpec::Dense(d) => layers.push(Layer::Dense(Dense::new(width, d, rng))),
+                LayerSpec::Dense(d) => layers.push(Layer::Dense(Dense::new(width, d, rng)?)),
                 LayerSpec::Dropout(d) => layers.push(Layer::Dropout(d.rate as f32)),
                 LayerSpec::Normalization(_) => layers.push(Layer::Normalization(
                     normalization
@@ -54,10 +55,10 @@ impl Network {
             }
             width = layers.last().map_or(width, |l| l.width(width));
         }
-        Network {
+        Ok(Network {
             input_width: features,
             layers,
-        }
+        })
     }
 
     pub fn output_width(&self) -> usize {
@@ -212,29 +213,34 @@ pub(crate) struct Workspace {
 }
 
 impl Workspace {
-    pub fn new(net: &Network, capacity: usize, training: bool) -> Workspace {
+    pub fn new(net: &Network, capacity: usize, training: bool) -> Result<Workspace, OutOfMemory> {
         let mut width = net.input_width;
         let mut layers = Vec::with_capacity(net.layers.len());
         for layer in &net.layers {
             width = layer.width(width);
             let aux = matches!(layer, Layer::Dense(_))
                 || (training && matches!(layer, Layer::Dropout(_)));
-            let zeros = |on: bool| Array2::zeros(if on { (capacity, width) } else { (0, width) });
+            let zeros = |on: bool| {
+                zeros2(
+                    if on { (capacity, width) } else { (0, width) },
+                    "activations",
+                )
+            };
             layers.push(LayerBuffers {
-                z: zeros(aux),
-                a: zeros(true),
-                d: zeros(training),
+                z: zeros(aux)?,
+                a: zeros(true)?,
+                d: zeros(training)?,
             });
         }
         let grads = net
             .layers
             .iter()
             .map(|l| match l {
-                Layer::Dense(d) if training => Some(DenseGrads::for_layer(d)),
-                _ => None,
+                Layer::Dense(d) if training => DenseGrads::for_layer(d).map(Some),
+                _ => Ok(None),
             })
-            .collect();
-        Workspace { layers, grads }
+            .collect::<Result<_, _>>()?;
+        Ok(Workspace { layers, grads })
     }
 
     /// Rows this workspace holds.

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::alloc::{filled, OutOfMemory};
 use super::callbacks::{
     early_stopping, overfitting_start, overfitting_window, reduce_lr, EarlyStoppingState,
     ReduceLrState,
@@ -88,17 +89,17 @@ impl TrainingState {
         train_rows: usize,
         validation_rows: usize,
         batch_size: usize,
-    ) -> TrainingState {
+    ) -> Result<TrainingState, OutOfMemory> {
         let ts = spec.spec();
         let mut init = Rng::new(ts.seed, Stream::Init);
-        let net = Network::build(ts, width, normalization, &mut init);
+        let net = Network::build(ts, width, normalization, &mut init)?;
         let optimizer = optim::build(&ts.optimizer);
         let moments = net
             .dense_layers()
             .flat_map(|d| std::iter::once(d.kernel.len()).chain(d.bias.as_ref().map(|b| b.len())))
-            .flat_map(|len| (0..optimizer.moments()).map(move |_| vec![0.0f32; len]))
-            .collect();
-        TrainingState {
+            .flat_map(|len| (0..optimizer.moments()).map(move |_| filled(len, 0.0f32, "moments")))
+            .collect::<Result<_, _>>()?;
+        Ok(TrainingState {
             model: Model::new(ts.clone(), net),
             moments,
             best_weights: None,
@@ -118,7 +119,7 @@ impl TrainingState {
                 validation_rows,
                 history: Vec::new(),
             },
-        }
+        })
     }
 
     /// Whether the spec's model starts with a normalization layer to adapt.

@@ -67,7 +67,7 @@ fn membership_of(total: usize, validation: &[usize]) -> Vec<bool> {
 
 /// The first feature (the row index) of every row of one pass.
 fn pass(source: &mut dyn BatchSource, rng: Option<&mut Rng>, batch_rows: usize) -> Vec<usize> {
-    let mut batch = Batch::new(batch_rows, 2, 1);
+    let mut batch = Batch::new(batch_rows, 2, 1).unwrap();
     source.start_epoch(rng);
     let mut seen = Vec::new();
     while source.next_batch(&mut batch) {
@@ -259,7 +259,7 @@ fn two_threads_copy_the_same_batches_out_of_the_buffer_as_one() {
         let mut train =
             StreamTrain::new(&reader, &is_val, budget, class_weights).with_threads(threads);
         assert_eq!(train.capacity(), 500);
-        let mut batch = Batch::new(128, WIDE, 1);
+        let mut batch = Batch::new(128, WIDE, 1).unwrap();
         train.start_epoch(Some(&mut Rng::new(4, Stream::Shuffle)));
         let mut batches = Vec::new();
         while train.next_batch(&mut batch) {

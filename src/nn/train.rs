@@ -154,7 +154,7 @@ fn run(
                 parts.train.len(),
                 val_rows,
                 options.batch_size,
-            )
+            )?
         }
     };
 

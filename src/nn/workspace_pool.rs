@@ -5,6 +5,7 @@
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
 
+use super::alloc::OutOfMemory;
 use super::network::{Network, Workspace};
 
 /// Workspaces kept at most: one per thread of a two-thread predict.
@@ -19,10 +20,10 @@ pub(crate) struct WorkspacePool(Mutex<Vec<Workspace>>);
 
 impl WorkspacePool {
     /// A workspace for a forward pass (no training) of up to `rows` rows.
-    pub fn take(&self, net: &Network, rows: usize) -> Workspace {
+    pub fn take(&self, net: &Network, rows: usize) -> Result<Workspace, OutOfMemory> {
         let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         match kept.iter().position(|ws| ws.capacity() >= rows) {
-            Some(i) => kept.swap_remove(i),
+            Some(i) => Ok(kept.swap_remove(i)),
             None => Workspace::new(net, rows, false),
         }
     }
@@ -83,20 +84,24 @@ mod tests {
     #[test]
     fn a_kept_workspace_serves_any_request_it_can_hold() {
         let (net, pool) = (net(), WorkspacePool::default());
-        let ws = pool.take(&net, 100);
+        let ws = pool.take(&net, 100).unwrap();
         assert_eq!(ws.capacity(), 100);
         pool.give(ws);
         assert_eq!(
-            pool.take(&net, 40).capacity(),
+            pool.take(&net, 40).unwrap().capacity(),
             100,
             "the kept one, not a new one"
         );
-        assert_eq!(pool.take(&net, 40).capacity(), 40, "none kept: a new one");
+        assert_eq!(
+            pool.take(&net, 40).unwrap().capacity(),
+            40,
+            "none kept: a new one"
+        );
         for _ in 0..3 {
-            pool.give(Workspace::new(&net, 10, false));
+            pool.give(Workspace::new(&net, 10, false).unwrap());
         }
         assert_eq!(pool.0.lock().unwrap().len(), KEEP);
-        pool.give(Workspace::new(&net, KEEP_MAX_BYTES, false));
+        pool.give(Workspace::new(&net, KEEP_MAX_BYTES, false).unwrap());
         assert!(
             pool.0.lock().unwrap().iter().all(|ws| ws.capacity() == 10),
             "too big to keep"

@@ -5,6 +5,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
+use crate::nn::alloc::{zeros1, zeros2, OutOfMemory};
 use crate::nn::matmul::{matmul, NARROW_UNITS};
 use crate::nn::rng::Rng;
 use crate::nn::spec::{Activation, DenseSpec, Initializer};
@@ -21,7 +22,12 @@ pub(crate) struct Dense {
 /// Keras' truncated normal: drawn within ±2σ, with σ corrected for the truncation.
 const TRUNCATION_STD: f64 = 0.879_625_661_034_239_8;
 
-fn initial_kernel(init: Initializer, fan_in: usize, fan_out: usize, rng: &mut Rng) -> Array2<f32> {
+fn initial_kernel(
+    init: Initializer,
+    fan_in: usize,
+    fan_out: usize,
+    rng: &mut Rng,
+) -> Result<Array2<f32>, OutOfMemory> {
     let (fi, fo) = (fan_in as f64, fan_out as f64);
     let uniform = |limit: f64, rng: &mut Rng| ((rng.uniform() * 2.0 - 1.0) * limit) as f32;
     let truncated = |std: f64, rng: &mut Rng| loop {
@@ -38,19 +44,25 @@ fn initial_kernel(init: Initializer, fan_in: usize, fan_out: usize, rng: &mut Rn
         Initializer::LecunNormal => Box::new(move || truncated((1.0 / fi).sqrt(), rng)),
         Initializer::Zeros => Box::new(|| 0.0),
     };
-    Array2::from_shape_fn((fan_in, fan_out), |_| draw())
+    // Filled in row-major order, the order Keras (and `from_shape_fn`) draws in.
+    let mut kernel = zeros2((fan_in, fan_out), "a dense kernel")?;
+    kernel.iter_mut().for_each(|w| *w = draw());
+    Ok(kernel)
 }
 
 impl Dense {
-    pub fn new(inputs: usize, spec: &DenseSpec, rng: &mut Rng) -> Dense {
+    pub fn new(inputs: usize, spec: &DenseSpec, rng: &mut Rng) -> Result<Dense, OutOfMemory> {
         let reg = spec.kernel_regularizer.unwrap_or_default();
-        Dense {
-            kernel: initial_kernel(spec.kernel_initializer, inputs, spec.units, rng),
-            bias: spec.use_bias.then(|| Array1::zeros(spec.units)),
+        Ok(Dense {
+            kernel: initial_kernel(spec.kernel_initializer, inputs, spec.units, rng)?,
+            bias: spec
+                .use_bias
+                .then(|| zeros1(spec.units, "a dense bias"))
+                .transpose()?,
             activation: spec.activation,
             l1: reg.l1 as f32,
             l2: reg.l2 as f32,
-        }
+        })
     }
 
     pub fn units(&self) -> usize {
@@ -169,13 +181,14 @@ pub(crate) struct DenseGrads {
 }
 
 impl DenseGrads {
-    pub fn for_layer(layer: &Dense) -> DenseGrads {
-        DenseGrads {
-            kernel: Array2::zeros(layer.kernel.raw_dim()),
+    pub fn for_layer(layer: &Dense) -> Result<DenseGrads, OutOfMemory> {
+        Ok(DenseGrads {
+            kernel: zeros2(layer.kernel.dim(), "a kernel gradient")?,
             bias: layer
                 .bias
                 .as_ref()
-                .map(|b| Array1::zeros(b.len_of(Axis(0)))),
-        }
+                .map(|b| zeros1(b.len_of(Axis(0)), "a bias gradient"))
+                .transpose()?,
+        })
     }
 }

@@ -196,7 +196,7 @@ mod tests {
                 input_width: 3,
                 layers: vec![Layer::Dropout(rate)],
             };
-            let mut ws = Workspace::new(&net, 5, true);
+            let mut ws = Workspace::new(&net, 5, true).unwrap();
             net.forward(x.view(), &mut ws, train.then_some(key(2)), 1);
             assert_eq!(net.output(&ws, 5), x);
         }
