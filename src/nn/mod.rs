@@ -3,6 +3,7 @@
 //! (the contract is `docs/engine-api.md`).
 
 mod activation;
+mod alloc;
 mod batch;
 mod callbacks;
 mod checkpoint;
@@ -16,6 +17,7 @@ mod io;
 mod layers;
 mod loss;
 mod matmul;
+mod memory;
 mod metrics;
 mod model;
 mod network;
@@ -41,8 +43,9 @@ mod workspace_pool;
 
 pub use callbacks::{overfitting_start, DEFAULT_OVERFITTING_WINDOW};
 pub use data::{DataShape, Samples};
-pub use error::{ModelError, SpecError, TrainError};
+pub use error::{ModelError, OutOfMemory, SpecError, TrainError};
 pub use fit_stream::{fit_streaming, resume_streaming};
+pub use memory::{human, predict_memory, training_memory, LayerShare, MemoryEstimate};
 pub use model::{Evaluation, Model, Task};
 pub use record::EpochRecord;
 pub use spec::{

@@ -6,11 +6,13 @@ use ndarray::{s, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::alloc::zeros2;
 use super::batch::{Batch, BatchSource, InMemory};
 use super::data::{check_targets, first_non_finite, Samples};
 use super::error::ModelError;
 use super::infer;
 use super::loss::loss_sum;
+use super::memory::{predict_memory, MemoryEstimate};
 use super::metrics::{argmax, AccuracyKind, Tally};
 use super::network::{Network, Workspace};
 use super::spec::{LossKind, TrainingSpec};
@@ -77,6 +79,11 @@ impl Model {
         Task::of(self.spec.loss)
     }
 
+    /// Peak memory of predicting `rows` rows (see [`predict_memory`]).
+    pub fn predict_memory(&self, rows: usize) -> MemoryEstimate {
+        predict_memory(&self.spec.model.layers, self.input_width(), rows)
+    }
+
     pub fn spec(&self) -> &TrainingSpec {
         &self.spec
     }
@@ -111,12 +118,12 @@ impl Model {
     ) -> Result<Array2<f32>, ModelError> {
         self.check_input(x)?;
         let rows = x.nrows();
-        let mut out = Array2::zeros((rows, self.output_width()));
+        let mut out = zeros2((rows, self.output_width()), "predictions")?;
         if rows <= infer::MAX_ROWS {
             infer::forward_rows(&self.net, x, out.view_mut());
             return Ok(out);
         }
-        let mut ws = self.workspaces.take(&self.net, rows.clamp(1, CHUNK_ROWS));
+        let mut ws = self.workspaces.take(&self.net, rows.clamp(1, CHUNK_ROWS))?;
         for start in (0..rows).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(rows);
             self.net
@@ -164,8 +171,8 @@ impl Model {
             .map_err(ModelError::Labels)?;
         let targets = samples.y.ncols();
         let capacity = samples.rows().clamp(1, CHUNK_ROWS);
-        let mut batch = Batch::new(capacity, self.input_width(), targets);
-        let mut ws = Workspace::new(&self.net, capacity, false);
+        let mut batch = Batch::new(capacity, self.input_width(), targets)?;
+        let mut ws = Workspace::new(&self.net, capacity, false)?;
         let mut source = InMemory::new(samples.x, samples.y, (0..samples.rows()).collect());
         let (sum, tally) = evaluate_source(
             &self.net,

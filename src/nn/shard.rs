@@ -28,8 +28,14 @@ const MIN_BATCH_MACS: usize = 1 << 22;
 /// How many shards a batch of `batch_size` rows is split into for `net`.
 pub(crate) fn shard_count(net: &Network, batch_size: usize) -> usize {
     let macs_per_row: usize = net.dense_layers().map(|d| d.kernel.len()).sum();
+    shard_count_for(macs_per_row as u128, batch_size)
+}
+
+/// [`shard_count`] from the kernels' total size, for estimates made before a network
+/// exists (its sizes may not even fit a `usize`).
+pub(crate) fn shard_count_for(macs_per_row: u128, batch_size: usize) -> usize {
     if batch_size >= MAX_SHARDS * MIN_SHARD_ROWS
-        && batch_size.saturating_mul(macs_per_row) >= MIN_BATCH_MACS
+        && (batch_size as u128).saturating_mul(macs_per_row) >= MIN_BATCH_MACS as u128
     {
         MAX_SHARDS
     } else {
@@ -123,7 +129,7 @@ mod tests {
             kernel_initializer: Initializer::GlorotUniform,
             kernel_regularizer: None,
         };
-        Layer::Dense(Dense::new(inputs, &spec, rng))
+        Layer::Dense(Dense::new(inputs, &spec, rng).unwrap())
     }
 
     fn net(widths: &[usize], dropout: bool, rng: &mut Rng) -> Network {
@@ -167,8 +173,11 @@ mod tests {
         let mut rng = Rng::new(2, Stream::Init);
         let net = net(&[6, 40, 3], true, &mut rng);
         // Reused across batches, as in training: nothing may stay from the last one.
-        let mut whole = [Workspace::new(&net, 11, true)];
-        let mut split = [Workspace::new(&net, 6, true), Workspace::new(&net, 6, true)];
+        let mut whole = [Workspace::new(&net, 11, true).unwrap()];
+        let mut split = [
+            Workspace::new(&net, 6, true).unwrap(),
+            Workspace::new(&net, 6, true).unwrap(),
+        ];
         for (rows, threads) in [(11, 1), (11, 2), (1, 1), (1, 2)] {
             let x = Array2::from_shape_fn((rows, 6), |_| rng.normal() as f32);
             let y = Array2::from_shape_fn((rows, 1), |(r, _)| (r % 3) as f32);
