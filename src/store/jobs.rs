@@ -131,6 +131,17 @@ impl TryFrom<JobRow> for Job {
     }
 }
 
+/// Consecutive deaths of the process while running a job after which it is failed.
+pub const MAX_CRASHES: i64 = 3;
+
+/// What [`Store::requeue_running`] did.
+#[derive(Debug, Default)]
+pub struct Requeued {
+    pub requeued: u64,
+    /// Jobs failed by the crash rule.
+    pub failed: Vec<Uuid>,
+}
+
 pub struct NewJob {
     pub dataset_id: Uuid,
     pub spec: Value,
@@ -216,15 +227,49 @@ impl Store {
         .transpose()
     }
 
-    /// Puts jobs left `running` by a process that is gone back in the queue (in their
-    /// original order); they resume from their last checkpoint.
-    pub async fn requeue_running(&self) -> Result<u64> {
-        Ok(
-            sqlx::query("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
-                .execute(&self.pool)
-                .await?
-                .rows_affected(),
+    /// Jobs left `running` by a process that is gone: each counts one more crash; those
+    /// at [`MAX_CRASHES`] in a row fail, the others go back in the queue (in their
+    /// original order) and resume from their last checkpoint.
+    pub async fn requeue_running(&self) -> Result<Requeued> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE jobs SET crashes = crashes + 1 WHERE status = 'running'")
+            .execute(&mut *tx)
+            .await?;
+        let failed: Vec<String> = sqlx::query_scalar(
+            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? \
+             WHERE status = 'running' AND crashes >= ? RETURNING id",
         )
+        .bind(format!(
+            "the service process died {MAX_CRASHES} times in a row while running this job, \
+             each time before it finished another epoch; it is not resumed again"
+        ))
+        .bind(Utc::now())
+        .bind(MAX_CRASHES)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut failed_ids = Vec::with_capacity(failed.len());
+        for id in failed {
+            let id = parse_id(&id)?;
+            end_training(&mut tx, id).await?;
+            failed_ids.push(id);
+        }
+        let requeued = sqlx::query("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(Requeued {
+            requeued,
+            failed: failed_ids,
+        })
+    }
+
+    /// Jobs waiting to run.
+    pub async fn queued_jobs(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
     }
 
     /// Puts one running job back in the queue (its process is stopping).

@@ -69,7 +69,7 @@ impl Store {
         .bind(checkpoint)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE jobs SET epochs_done = epochs_done + 1 WHERE id = ?")
+        sqlx::query("UPDATE jobs SET epochs_done = epochs_done + 1, crashes = 0 WHERE id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;

@@ -1,0 +1,4 @@
+-- Consecutive process deaths while a job was running, counted at the next start and
+-- reset when the job finishes an epoch. At three the job is failed instead of resumed
+-- again: a job that kills its process must not crash-loop the service.
+ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
