@@ -31,6 +31,52 @@ pub struct Config {
     #[arg(long, env = "NNSERVE_DATASET_MEMORY_BYTES", default_value_t = 1 << 30)]
     pub dataset_memory_bytes: usize,
 
+    /// Largest estimated peak memory of one training job or one predict request, in
+    /// bytes; larger ones are refused with 422 before anything is allocated. Default:
+    /// three quarters of the machine's memory shared among the workers.
+    #[arg(long, env = "NNSERVE_MAX_JOB_MEMORY_BYTES")]
+    pub max_job_memory_bytes: Option<u64>,
+
+    /// Jobs that may wait in the queue; beyond it `POST /jobs` answers 429.
+    #[arg(long, env = "NNSERVE_MAX_QUEUED_JOBS", default_value_t = 1000)]
+    pub max_queued_jobs: u64,
+
+    /// Bytes of trained models kept in memory for serving (least recently used evicted).
+    #[arg(long, env = "NNSERVE_MODEL_CACHE_BYTES", default_value_t = 1 << 30)]
+    pub model_cache_bytes: u64,
+
+    /// Longest a request may take, body upload included, in seconds (then 408).
+    #[arg(long, env = "NNSERVE_REQUEST_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub request_timeout_seconds: u64,
+
+    /// Requests served at once; more are refused with 503 and `Retry-After`.
+    #[arg(long, env = "NNSERVE_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+
+    /// A key with full access (repeatable). With any key set, every endpoint but
+    /// `/healthz` and `/readyz` requires `Authorization: Bearer <key>`.
+    #[arg(
+        long = "api-key",
+        env = "NNSERVE_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// A key that may only read models and call predict and evaluate (repeatable).
+    #[arg(
+        long = "predict-api-key",
+        env = "NNSERVE_PREDICT_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub predict_api_keys: Vec<String>,
+
+    /// Serve a non-loopback address without any key (behind a gateway that
+    /// authenticates, for instance).
+    #[arg(long, env = "NNSERVE_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -50,8 +96,24 @@ impl Config {
             workers: None,
             max_body_bytes: 1 << 30,
             dataset_memory_bytes: 1 << 30,
+            max_job_memory_bytes: None,
+            max_queued_jobs: 1000,
+            model_cache_bytes: 1 << 30,
+            request_timeout_seconds: 300,
+            max_concurrent_requests: 512,
+            api_keys: Vec::new(),
+            predict_api_keys: Vec::new(),
+            allow_unauthenticated: false,
             command: None,
         }
+    }
+
+    /// The per-job memory limit after applying the default.
+    pub fn job_memory_limit(&self) -> u64 {
+        self.max_job_memory_bytes.unwrap_or_else(|| {
+            let workers = self.worker_count().max(1) as u64;
+            machine_memory_bytes() / 4 * 3 / workers
+        })
     }
 
     /// Concurrent training jobs after applying the default.
@@ -65,4 +127,18 @@ impl Config {
 pub fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Physical memory (`MemTotal` of `/proc/meminfo`); 4 GiB where it cannot be read.
+pub fn machine_memory_bytes() -> u64 {
+    const FALLBACK: u64 = 4 << 30;
+    let Ok(text) = std::fs::read_to_string("/proc/meminfo") else {
+        return FALLBACK;
+    };
+    text.lines()
+        .find_map(|line| {
+            let kib = line.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?;
+            kib.trim().parse::<u64>().ok()
+        })
+        .map_or(FALLBACK, |kib| kib * 1024)
 }

@@ -1,5 +1,7 @@
 //! nnserve: an HTTP service that trains dense neural networks and serves their predictions.
 
+/// The service assembled from its configuration (what `main` and the tests start).
+pub mod app;
 /// Command-line and environment configuration.
 pub mod config;
 /// Decimal text to f32, correctly rounded (predict bodies and CSV fields).

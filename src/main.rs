@@ -1,12 +1,9 @@
-use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use nnserve::config::{cores, Command, Config};
-use nnserve::http::{self, AppState};
-use nnserve::jobs::Scheduler;
-use nnserve::models::ModelCache;
-use nnserve::store::Store;
+use nnserve::app::Application;
+use nnserve::config::{Command, Config};
+use nnserve::http;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -21,33 +18,8 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let store = Store::connect(&config.database_url)
-        .await
-        .with_context(|| format!("opening database {}", config.database_url))?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("binding {}", config.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, database = %config.database_url, "listening");
-    let models = ModelCache::default();
-    let workers = config.worker_count();
-    let scheduler = Scheduler::start(
-        store.clone(),
-        models.clone(),
-        workers,
-        cores(),
-        config.dataset_memory_bytes,
-    )
-    .await?;
-    let state = AppState {
-        store: store.clone(),
-        config: config.into(),
-        scheduler: scheduler.clone(),
-        models,
-    };
-    http::serve(listener, state, shutdown_signal()).await?;
-    // Running jobs stop within a batch and go back to the queue with their checkpoints.
-    scheduler.shutdown().await;
-    store.close().await;
+    let app = Application::build(config).await?;
+    app.run_until(shutdown_signal()).await?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! its model is loaded.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use uuid::Uuid;
@@ -19,6 +20,12 @@ pub struct ServedModel {
 }
 
 impl ServedModel {
+    /// Memory it holds: the weights and the feature names.
+    pub fn bytes(&self) -> u64 {
+        let names: usize = self.feature_names.iter().map(|n| 2 * n.len() + 48).sum();
+        (self.params * 4 + names) as u64
+    }
+
     pub fn new(model: Model, stored: &StoredModel) -> Self {
         let feature_index = stored
             .feature_names
@@ -43,32 +50,86 @@ pub enum LoadError {
     Model { id: Uuid, source: ModelError },
 }
 
-/// Models by id; cheap to clone (shared).
-#[derive(Clone, Default)]
+/// Models by id, at most `capacity` bytes of them: the least recently used are evicted
+/// (and loaded again on their next request). Cheap to clone (shared).
+#[derive(Clone)]
 pub struct ModelCache {
-    models: Arc<RwLock<HashMap<Uuid, Arc<ServedModel>>>>,
+    inner: Arc<RwLock<Entries>>,
+    capacity: u64,
+    /// A logical clock for recency: reads stamp their entry without the write lock.
+    clock: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Entries {
+    models: HashMap<Uuid, Entry>,
+    bytes: u64,
+}
+
+struct Entry {
+    model: Arc<ServedModel>,
+    bytes: u64,
+    last_used: AtomicU64,
 }
 
 impl ModelCache {
+    pub fn new(capacity: u64) -> Self {
+        Self {
+            inner: Arc::default(),
+            capacity,
+            clock: Arc::default(),
+        }
+    }
+
     pub fn insert(&self, id: Uuid, model: ServedModel) -> Arc<ServedModel> {
         let model = Arc::new(model);
-        self.write().insert(id, model.clone());
+        let bytes = model.bytes();
+        let now = self.tick();
+        let mut entries = self.write();
+        if let Some(old) = entries.models.insert(
+            id,
+            Entry {
+                model: model.clone(),
+                bytes,
+                last_used: AtomicU64::new(now),
+            },
+        ) {
+            entries.bytes -= old.bytes;
+        }
+        entries.bytes += bytes;
+        // The model just inserted stays even when it alone exceeds the capacity: it is
+        // about to serve the request that loaded it.
+        while entries.bytes > self.capacity && entries.models.len() > 1 {
+            let oldest = entries
+                .models
+                .iter()
+                .filter(|(key, _)| **key != id)
+                .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
+                .map(|(key, _)| *key)
+                .expect("more than one entry");
+            let evicted = entries.models.remove(&oldest).expect("present");
+            entries.bytes -= evicted.bytes;
+            tracing::debug!(model = %oldest, bytes = evicted.bytes, "model evicted from the cache");
+        }
         model
     }
 
     pub fn remove(&self, id: Uuid) {
-        self.write().remove(&id);
+        let mut entries = self.write();
+        if let Some(old) = entries.models.remove(&id) {
+            entries.bytes -= old.bytes;
+        }
+    }
+
+    /// Bytes and count of the models held now.
+    pub fn usage(&self) -> (u64, usize) {
+        let entries = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        (entries.bytes, entries.models.len())
     }
 
     /// The cached model, loading it from the store on first use.
     pub async fn get(&self, store: &Store, id: Uuid) -> Result<Arc<ServedModel>, LoadError> {
-        let cached = self
-            .models
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned();
-        if let Some(model) = cached {
+        if let Some(model) = self.cached(id) {
             return Ok(model);
         }
         let stored = store.model(id).await?;
@@ -79,9 +140,21 @@ impl ModelCache {
         Ok(self.insert(id, ServedModel::new(model, &stored)))
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<Uuid, Arc<ServedModel>>> {
-        // A panic while holding the lock cannot leave the map half-updated (single
-        // insert/remove calls), so a poisoned lock is still safe to use.
-        self.models.write().unwrap_or_else(PoisonError::into_inner)
+    fn cached(&self, id: Uuid) -> Option<Arc<ServedModel>> {
+        let entries = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = entries.models.get(&id)?;
+        entry.last_used.store(self.tick(), Ordering::Relaxed);
+        Some(entry.model.clone())
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        // A panic while holding the lock cannot leave the map half-updated (the byte
+        // count is adjusted right beside each insert and remove), so a poisoned lock is
+        // still safe to use.
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 }

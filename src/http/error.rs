@@ -1,13 +1,13 @@
 //! The HTTP layer's one error type, answered as RFC 7807 `application/problem+json`.
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::ingest::IngestError;
-use crate::jobs::CancelError;
+use crate::jobs::{CancelError, SubmitError};
 use crate::models::LoadError;
 use crate::nn::{ModelError, SpecError};
 use crate::store::StoreError;
@@ -28,6 +28,21 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     Json(String, StatusCode),
+    /// No key, or one that is not configured.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A predict key on an endpoint it may not use.
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("the request took longer than {0} s (--request-timeout-seconds)")]
+    Timeout(u64),
+    #[error("{limit} requests are being served (--max-concurrent-requests); retry shortly")]
+    Overloaded { limit: usize },
+    #[error(transparent)]
+    Submit(#[from] SubmitError),
+    /// A predict request whose working memory would exceed the limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("{0}")]
     Path(#[from] PathRejection),
     #[error("{0}")]
@@ -69,6 +84,15 @@ impl Error {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Json(_, status) => *status,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Submit(SubmitError::QueueFull { .. }) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Submit(SubmitError::TooLarge { .. }) | Self::TooLarge(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::Submit(SubmitError::Store(err)) => store_status(err),
             Self::Ingest(err) => match err {
                 IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 IngestError::Empty
@@ -85,6 +109,7 @@ impl Error {
             | Self::Cancel(CancelError::Store(err)) => store_status(err),
             Self::Spec(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Cancel(CancelError::Finished { .. }) => StatusCode::CONFLICT,
+            Self::Model(ModelError::OutOfMemory(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Model(ModelError::Corrupt(_))
             | Self::Load(LoadError::Model { .. })
             | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -121,11 +146,15 @@ impl IntoResponse for Error {
         let detail = if status.is_server_error() {
             // The cause may reveal internals: log it, tell the client only that it happened.
             tracing::error!(error = %self, "request failed");
-            match self {
-                Self::Unavailable(_) => "the service is not ready: its database is unreachable",
-                _ => "an internal error occurred; the server log has the details",
+            match &self {
+                Self::Unavailable(_) => {
+                    "the service is not ready: its database is unreachable".to_owned()
+                }
+                Self::Overloaded { .. } | Self::Model(ModelError::OutOfMemory(_)) => {
+                    self.to_string()
+                }
+                _ => "an internal error occurred; the server log has the details".to_owned(),
             }
-            .to_owned()
         } else {
             self.to_string()
         };
@@ -135,11 +164,31 @@ impl IntoResponse for Error {
             status: status.as_u16(),
             detail,
         };
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             axum::Json(problem),
         )
-            .into_response()
+            .into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unauthorized(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"nnserve\""),
+                );
+            }
+            Self::Submit(SubmitError::QueueFull {
+                retry_after_seconds,
+                ..
+            }) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+            }
+            Self::Overloaded { .. } | Self::Model(ModelError::OutOfMemory(_)) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
     }
 }

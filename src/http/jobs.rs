@@ -172,7 +172,11 @@ async fn create_job(
     }
     let normalized =
         serde_json::to_value(valid.spec()).map_err(|e| Error::Internal(e.to_string()))?;
-    let job = state.scheduler.submit(&dataset, &valid, normalized).await?;
+    let split = (train_rows, dataset.rows - train_rows);
+    let job = state
+        .scheduler
+        .submit(&dataset, &valid, split, normalized)
+        .await?;
     Ok(created(job))
 }
 

@@ -1,5 +1,6 @@
 //! The HTTP API: translates requests into store, ingest and scheduler calls, nothing more.
 
+mod auth;
 mod datasets;
 pub mod error;
 mod evaluate;
@@ -7,6 +8,7 @@ mod extract;
 mod health;
 pub mod instances;
 mod jobs;
+mod limits;
 mod loss_curve;
 mod metrics;
 mod models;
@@ -15,9 +17,11 @@ mod predict;
 mod scan;
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap};
+use axum::middleware;
 use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -32,6 +36,7 @@ use crate::jobs::Scheduler;
 use crate::models::ModelCache;
 use crate::store::Store;
 
+pub use auth::Keys;
 pub use predict::{Predictions, INLINE_BYTES};
 
 /// Shared by every handler; each field is cheap to clone.
@@ -100,9 +105,17 @@ async fn openapi_document() -> impl IntoResponse {
 /// The whole application; `main` and the tests both serve this.
 pub fn app(state: AppState) -> Router {
     let (router, _) = api().split_for_parts();
-    let max_body = state.config.max_body_bytes;
+    let config = &state.config;
+    let keys = auth::Keys::new(&config.api_keys, &config.predict_api_keys);
+    let limits = limits::RequestLimits::new(
+        Duration::from_secs(config.request_timeout_seconds),
+        config.max_concurrent_requests,
+    );
     router
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        // Inside the routing, so a predict key's route is known by its pattern.
+        .route_layer(middleware::from_fn_with_state(keys, auth::require_key))
+        .layer(middleware::from_fn_with_state(limits, limits::limit))
         .layer(
             // One line per request (method, path, status, latency) at debug level: at
             // info, formatting and writing it cost a single-row predict ~20 µs, a fifth

@@ -15,6 +15,7 @@ use super::extract::{Body, Json, Path};
 use super::instances::{self, InstancesError};
 use super::AppState;
 use crate::models::ServedModel;
+use crate::nn::human;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
@@ -75,6 +76,7 @@ async fn predict(
     Body(body): Body,
 ) -> Result<Json<Predictions>> {
     let served = state.models.get(&state.store, id).await?;
+    check_memory(&served, body.len(), state.config.job_memory_limit())?;
     let predictions = if body.len() <= INLINE_BYTES {
         run(&served, &body)?
     } else {
@@ -83,6 +85,23 @@ async fn predict(
             .map_err(|e| Error::Internal(e.to_string()))??
     };
     Ok(Json(predictions))
+}
+
+/// Refuses a body whose rows could need more memory than `limit`, before it is parsed.
+/// The shortest row the body formats allow is `[0,…,0],`: two bytes per feature.
+fn check_memory(served: &ServedModel, body_bytes: usize, limit: u64) -> Result<()> {
+    let width = served.feature_names.len().max(1);
+    let rows = body_bytes / (2 * width + 2) + 1;
+    let estimate = served.model.predict_memory(rows);
+    if estimate.bytes > limit {
+        return Err(Error::TooLarge(format!(
+            "a body of {body_bytes} bytes may hold {rows} rows, whose predictions would need \
+             an estimated {estimate}, over the limit of {} (--max-job-memory-bytes); send \
+             fewer rows per request",
+            human(limit)
+        )));
+    }
+    Ok(())
 }
 
 fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {

@@ -18,8 +18,49 @@ use tokio::sync::{watch, Notify, Semaphore};
 use uuid::Uuid;
 
 use crate::models::ModelCache;
-use crate::nn::{DataShape, Mode, ValidSpec};
-use crate::store::{Dataset, Job, JobStatus, NewJob, Store, StoreError};
+use crate::nn::{human, training_memory, DataShape, MemoryEstimate, Mode, ValidSpec};
+use crate::store::{Dataset, Job, JobStatus, NewJob, Store, StoreError, MAX_CRASHES};
+
+/// How much the scheduler runs and admits.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Training jobs that run at once.
+    pub workers: usize,
+    /// Cores shared by the running jobs.
+    pub cores: usize,
+    /// Datasets larger than this (as f32) are streamed from the store, not loaded.
+    pub dataset_memory_bytes: usize,
+    /// Jobs that may wait in the queue.
+    pub max_queued_jobs: u64,
+    /// Largest estimated peak memory of one job.
+    pub max_job_memory_bytes: u64,
+}
+
+/// Why a job was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(
+        "{limit} jobs are already queued (--max-queued-jobs); retry in {retry_after_seconds} s"
+    )]
+    QueueFull {
+        limit: u64,
+        retry_after_seconds: u64,
+    },
+    #[error(
+        "the job would need an estimated {estimate} at its peak, over the limit of {} \
+         (--max-job-memory-bytes); use fewer or narrower layers, a smaller batch_size, or \
+         a smaller dataset", human(*limit))]
+    TooLarge {
+        estimate: MemoryEstimate,
+        limit: u64,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a client waits before submitting again when the queue is full: about what the
+/// queue's head needs to start, short enough to keep a client's retry loop responsive.
+const QUEUE_FULL_RETRY_SECONDS: u64 = 30;
 
 /// Handle to the scheduler; cheap to clone.
 #[derive(Clone)]
@@ -30,11 +71,10 @@ pub struct Scheduler {
 struct Inner {
     store: Store,
     models: ModelCache,
-    workers: usize,
-    /// Cores shared by the running jobs (see `Inner::threads_now`).
-    cores: usize,
-    /// Datasets larger than this (as f32) are streamed from the store, not loaded.
-    dataset_memory_bytes: usize,
+    limits: Limits,
+    /// Held from counting the queue to inserting, so concurrent submissions cannot
+    /// overfill it.
+    admission: tokio::sync::Mutex<()>,
     /// A job was queued.
     wake: Notify,
     /// One permit per worker slot; a running job holds one.
@@ -67,8 +107,11 @@ impl Inner {
     /// (this one included), so a lone job uses them all and `workers` jobs started
     /// together don't oversubscribe them. The engine gives the same bits for any count.
     fn threads_now(&self) -> usize {
-        let running = self.workers.saturating_sub(self.slots.available_permits());
-        (self.cores / running.max(1)).max(1)
+        let running = self
+            .limits
+            .workers
+            .saturating_sub(self.slots.available_permits());
+        (self.limits.cores / running.max(1)).max(1)
     }
 }
 
@@ -77,23 +120,27 @@ impl Scheduler {
     pub async fn start(
         store: Store,
         models: ModelCache,
-        workers: usize,
-        cores: usize,
-        dataset_memory_bytes: usize,
+        limits: Limits,
     ) -> Result<Self, StoreError> {
-        let requeued = store.requeue_running().await?;
-        if requeued > 0 {
-            tracing::warn!(jobs = requeued, "re-queued jobs interrupted by the last shutdown; they resume from their checkpoints");
+        let after_crash = store.requeue_running().await?;
+        if after_crash.requeued > 0 {
+            tracing::warn!(
+                jobs = after_crash.requeued,
+                "re-queued jobs the last process left running; they resume from their checkpoints"
+            );
+        }
+        for id in &after_crash.failed {
+            tracing::error!(job = %id, status = "failed", "the process died {MAX_CRASHES} times in a row running this job; failed instead of resumed");
         }
         let (stop, stopped) = watch::channel(false);
+        let (workers, cores) = (limits.workers, limits.cores);
         let inner = Arc::new(Inner {
             store,
             models,
-            workers,
-            cores,
-            dataset_memory_bytes,
-            wake: Notify::new(),
             slots: Arc::new(Semaphore::new(workers)),
+            limits,
+            admission: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
             cancels: Mutex::default(),
             stopping: Arc::default(),
             stop,
@@ -103,13 +150,32 @@ impl Scheduler {
         Ok(Self { inner })
     }
 
-    /// Queues a validated spec for `dataset`.
+    /// Queues a validated spec for `dataset` split into `train_rows` and
+    /// `validation_rows`, if the queue has room and the job fits the memory limit.
     pub async fn submit(
         &self,
         dataset: &Dataset,
         spec: &ValidSpec,
+        (train_rows, validation_rows): (usize, usize),
         submitted: Value,
-    ) -> Result<Job, StoreError> {
+    ) -> Result<Job, SubmitError> {
+        let limits = &self.inner.limits;
+        let dataset_bytes = dataset_bytes(dataset);
+        let data_bytes = dataset_bytes.min(limits.dataset_memory_bytes as u64);
+        let estimate = training_memory(spec, train_rows, validation_rows, data_bytes);
+        if estimate.bytes > limits.max_job_memory_bytes {
+            return Err(SubmitError::TooLarge {
+                estimate,
+                limit: limits.max_job_memory_bytes,
+            });
+        }
+        let _admission = self.inner.admission.lock().await;
+        if self.inner.store.queued_jobs().await? >= limits.max_queued_jobs {
+            return Err(SubmitError::QueueFull {
+                limit: limits.max_queued_jobs,
+                retry_after_seconds: QUEUE_FULL_RETRY_SECONDS,
+            });
+        }
         let (monitor, mode) = spec.monitor();
         let job = self
             .inner
@@ -123,7 +189,7 @@ impl Scheduler {
                 maximize: matches!(mode, Mode::Max),
             })
             .await?;
-        tracing::info!(job = %job.id, dataset = %dataset.id, status = "queued", "job queued");
+        tracing::info!(job = %job.id, dataset = %dataset.id, status = "queued", estimated_peak_bytes = estimate.bytes, "job queued");
         self.inner.wake.notify_one();
         Ok(job)
     }
@@ -153,9 +219,16 @@ impl Scheduler {
     pub async fn shutdown(&self) {
         self.inner.stopping.store(true, Ordering::Relaxed);
         self.inner.stop.send_replace(true);
-        let all = u32::try_from(self.inner.workers).unwrap_or(u32::MAX);
+        let all = u32::try_from(self.inner.limits.workers).unwrap_or(u32::MAX);
         let _ = self.inner.slots.acquire_many(all).await;
     }
+}
+
+/// A dataset's rows as the engine holds them in memory (f32 features and targets).
+fn dataset_bytes(dataset: &Dataset) -> u64 {
+    (dataset.rows as u64)
+        .saturating_mul((dataset.features() + dataset.targets()) as u64)
+        .saturating_mul(4)
 }
 
 /// What spec validation needs to know about a stored dataset.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::stream::StoredRows;
 use super::trial::Trial;
-use super::Inner;
+use super::{dataset_bytes, Inner};
 use crate::models::ServedModel;
 use crate::nn::{EpochRecord, Model, ModelError, SpecError, TrainError, TrainingSpec};
 use crate::store::{Dataset, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult};
@@ -113,8 +113,8 @@ pub(super) enum Rows {
 
 async fn load(inner: &Inner, dataset: &Dataset) -> Result<Rows, JobError> {
     let store = &inner.store;
-    let bytes = dataset.rows * (dataset.features() + dataset.targets()) * 4;
-    let budget = inner.dataset_memory_bytes;
+    let bytes = dataset_bytes(dataset) as usize;
+    let budget = inner.limits.dataset_memory_bytes;
     if bytes > budget {
         let rows = StoredRows::open(store, dataset).await?;
         let memory_bytes = rows.engine_budget(budget);

@@ -3,11 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nnserve::config::{cores, Config};
-use nnserve::http::{self, AppState};
-use nnserve::jobs::Scheduler;
-use nnserve::models::ModelCache;
-use nnserve::store::Store;
+use nnserve::app::Application;
+use nnserve::config::Config;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -21,19 +18,30 @@ pub struct TestApp {
     dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
-    store: Store,
-    scheduler: Scheduler,
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_with(Options::default()).await
 }
 
+/// A configuration change on top of the defaults.
+pub type Tweak = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
 #[derive(Clone, Default)]
 pub struct Options {
     pub workers: Option<usize>,
     pub max_body_bytes: Option<usize>,
     pub dataset_memory_bytes: Option<usize>,
+    pub tweak: Option<Tweak>,
+}
+
+impl Options {
+    pub fn with(tweak: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        Options {
+            tweak: Some(Arc::new(tweak)),
+            ..Options::default()
+        }
+    }
 }
 
 pub async fn spawn_with(options: Options) -> TestApp {
@@ -51,33 +59,16 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
     if let Some(budget) = options.dataset_memory_bytes {
         config.dataset_memory_bytes = budget;
     }
-    let store = Store::connect(&config.database_url)
+    if let Some(tweak) = &options.tweak {
+        tweak(&mut config);
+    }
+    let app = Application::build(config)
         .await
-        .expect("database");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let address = format!("http://{}", listener.local_addr().unwrap());
-    let models = ModelCache::default();
-    let workers = config.worker_count();
-    let scheduler = Scheduler::start(
-        store.clone(),
-        models.clone(),
-        workers,
-        cores(),
-        config.dataset_memory_bytes,
-    )
-    .await
-    .expect("scheduler");
-    let state = AppState {
-        store: store.clone(),
-        config: Arc::new(config),
-        scheduler: scheduler.clone(),
-        models,
-    };
+        .expect("the service starts");
+    let address = format!("http://{}", app.local_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        http::serve(listener, state, async {
+        app.run_until(async {
             stopped.await.ok();
         })
         .await
@@ -90,8 +81,6 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
         dir,
         stop: Some(stop),
         server: Some(server),
-        store,
-        scheduler,
     }
 }
 
@@ -121,8 +110,6 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.expect("server stops");
         }
-        self.scheduler.shutdown().await;
-        self.store.close().await;
     }
 
     pub async fn get(&self, path: &str) -> Response {

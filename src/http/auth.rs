@@ -1,0 +1,156 @@
+//! API keys: `Authorization: Bearer <key>` on every endpoint but the health probes once
+//! any key is configured. Full keys may do everything; predict keys may only read models
+//! and call predict and evaluate.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::Response;
+use subtle::{Choice, ConstantTimeEq};
+
+use super::error::Error;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Full,
+    Predict,
+}
+
+/// The configured keys; empty means the API is open.
+#[derive(Clone, Default)]
+pub struct Keys {
+    full: Vec<Vec<u8>>,
+    predict: Vec<Vec<u8>>,
+}
+
+/// Endpoints that answer without a key.
+const OPEN: [&str; 2] = ["/healthz", "/readyz"];
+
+/// What a predict key may call (method, route as matched).
+const PREDICT_ROUTES: [(Method, &str); 5] = [
+    (Method::GET, "/models"),
+    (Method::GET, "/models/{id}"),
+    (Method::POST, "/models/{id}/predict"),
+    (Method::POST, "/models/{id}/evaluate"),
+    (Method::GET, "/openapi.json"),
+];
+
+impl Keys {
+    /// Blank entries (`NNSERVE_API_KEYS=a,,b`, a trailing comma) are not keys.
+    pub fn new(full: &[String], predict: &[String]) -> Self {
+        let keep = |keys: &[String]| {
+            keys.iter()
+                .map(|k| k.trim())
+                .filter(|k| !k.is_empty())
+                .map(|k| k.as_bytes().to_vec())
+                .collect()
+        };
+        Self {
+            full: keep(full),
+            predict: keep(predict),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.full.is_empty() && self.predict.is_empty()
+    }
+
+    /// The access `presented` grants. Every configured key is compared, each in constant
+    /// time, so the answer's timing does not tell which key (or how much of one) matched.
+    fn access(&self, presented: &[u8]) -> Option<Access> {
+        let any = |keys: &[Vec<u8>]| {
+            keys.iter().fold(Choice::from(0), |hit, key| {
+                hit | key.as_slice().ct_eq(presented)
+            })
+        };
+        let (full, predict) = (any(&self.full), any(&self.predict));
+        if bool::from(full) {
+            Some(Access::Full)
+        } else if bool::from(predict) {
+            Some(Access::Predict)
+        } else {
+            None
+        }
+    }
+}
+
+pub async fn require_key(State(keys): State<Keys>, request: Request, next: Next) -> Response {
+    match authorize(&keys, &request) {
+        Ok(()) => next.run(request).await,
+        Err(err) => axum::response::IntoResponse::into_response(err),
+    }
+}
+
+fn authorize(keys: &Keys, request: &Request) -> Result<(), Error> {
+    let path = request.uri().path();
+    if keys.is_empty() || OPEN.contains(&path) {
+        return Ok(());
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| {
+            Error::Unauthorized("an API key is required: send Authorization: Bearer <key>".into())
+        })?
+        .as_bytes();
+    let token = bearer_token(presented).ok_or_else(|| {
+        Error::Unauthorized("the Authorization header must be \"Bearer <key>\"".into())
+    })?;
+    match keys.access(token) {
+        None => Err(Error::Unauthorized("the API key is not valid".into())),
+        Some(Access::Full) => Ok(()),
+        Some(Access::Predict) => {
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            let allowed = PREDICT_ROUTES
+                .iter()
+                .any(|(method, pattern)| request.method() == method && route == Some(*pattern));
+            if allowed {
+                Ok(())
+            } else {
+                Err(Error::Forbidden(format!(
+                    "a predict key may only read models and call predict and evaluate, not {} {path}",
+                    request.method()
+                )))
+            }
+        }
+    }
+}
+
+/// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, token) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = token.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_grant_their_access_and_nothing_else() {
+        let keys = Keys::new(&["full-1".into(), " ".into()], &["pred".into()]);
+        assert_eq!(keys.access(b"full-1"), Some(Access::Full));
+        assert_eq!(keys.access(b"pred"), Some(Access::Predict));
+        assert_eq!(keys.access(b"full-"), None, "a prefix is not the key");
+        assert_eq!(keys.access(b"full-12"), None);
+        assert_eq!(keys.access(b""), None, "a blank entry is not a key");
+        assert!(Keys::new(&[",".into()][..0], &[]).is_empty());
+    }
+
+    #[test]
+    fn only_the_bearer_scheme_carries_a_key() {
+        assert_eq!(bearer_token(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer_token(b"Basic abc"), None);
+        assert_eq!(bearer_token(b"Bearer "), None);
+        assert_eq!(bearer_token(b"Bear"), None);
+    }
+}
