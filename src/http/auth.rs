@@ -25,10 +25,10 @@ pub struct Keys {
 }
 
 /// Endpoints that answer without a key.
-const OPEN: [&str; 2] = ["/healthz", "/readyz"];
+pub(super) const OPEN: [&str; 2] = ["/healthz", "/readyz"];
 
 /// What a predict key may call (method, route as matched).
-const PREDICT_ROUTES: [(Method, &str); 5] = [
+pub(super) const PREDICT_ROUTES: [(Method, &str); 5] = [
     (Method::GET, "/models"),
     (Method::GET, "/models/{id}"),
     (Method::POST, "/models/{id}/predict"),

@@ -131,8 +131,16 @@ fn created(job: Job) -> (StatusCode, HeaderMap, Json<JobView>) {
         (status = 202, description = "Queued", body = JobView,
             headers(("Location" = String, description = "The job's URL"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid spec, or no such dataset; the detail names the field",
+        (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 422, description = "Invalid spec, no such dataset, or an estimated peak memory \
+            over --max-job-memory-bytes; the detail names the field, or the estimate, the limit \
+            and the layer that dominates",
             body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "--max-queued-jobs jobs are already queued",
+            body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait before submitting again"))),
     ))]
 async fn create_job(
     State(state): State<AppState>,

@@ -12,17 +12,17 @@ mod limits;
 mod loss_curve;
 mod metrics;
 mod models;
+mod openapi;
 mod page;
 mod predict;
 mod scan;
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderMap};
 use axum::middleware;
-use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -37,6 +37,7 @@ use crate::models::ModelCache;
 use crate::store::Store;
 
 pub use auth::Keys;
+pub use openapi::openapi_json;
 pub use predict::{Predictions, INLINE_BYTES};
 
 /// Shared by every handler; each field is cheap to clone.
@@ -67,7 +68,7 @@ struct ApiDoc;
 fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
-        .routes(utoipa_axum::routes!(openapi_document))
+        .routes(utoipa_axum::routes!(openapi::openapi_document))
         .merge(datasets::router())
         .merge(jobs::router())
         .merge(metrics::router())
@@ -81,25 +82,6 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
     let essence = value.split(';').next().unwrap_or_default();
     Some(essence.trim().to_ascii_lowercase())
-}
-
-/// The OpenAPI document of every endpoint, as committed in `openapi/openapi.json`.
-pub fn openapi_json() -> String {
-    let mut text = api()
-        .into_openapi()
-        .to_pretty_json()
-        .expect("the document serializes");
-    text.push('\n');
-    text
-}
-
-/// This API's OpenAPI 3.1 document.
-#[utoipa::path(get, path = "/openapi.json", tag = "service", responses(
-    (status = 200, description = "The document", content_type = "application/json", body = Object)))]
-async fn openapi_document() -> impl IntoResponse {
-    static DOCUMENT: OnceLock<String> = OnceLock::new();
-    let document = DOCUMENT.get_or_init(openapi_json).as_str();
-    ([(header::CONTENT_TYPE, "application/json")], document)
 }
 
 /// The whole application; `main` and the tests both serve this.

@@ -67,7 +67,8 @@ pub const INLINE_BYTES: usize = 64 << 10;
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A row of the wrong width, an unknown or missing feature name, \
-            a value that is not a number or outside the f32 range, no rows",
+            a value that is not a number or outside the f32 range, no rows, or more rows than \
+            --max-job-memory-bytes allows for this model",
             body = Problem, content_type = "application/problem+json"),
     ))]
 async fn predict(

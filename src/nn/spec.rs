@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
 pub use super::optim_spec::{AdamSpec, AdamWSpec, OptimizerSpec, RmsPropSpec, SgdSpec};
@@ -23,12 +25,14 @@ pub struct TrainingSpec {
     pub metrics: Vec<MetricKind>,
     /// Default 1.
     #[serde(default = "default_epochs")]
+    #[schema(minimum = 1)]
     pub epochs: usize,
     /// One size, or several to try (one trial each); default 32.
     #[serde(default)]
     pub batch_size: BatchSize,
     /// Fraction of rows held out at random (seeded) for validation; in [0, 1), default 0.
     #[serde(default)]
+    #[schema(minimum = 0, exclusive_maximum = 1)]
     pub validation_split: f64,
     /// Reshuffle the training rows every epoch; default true.
     #[serde(default = "default_true")]
@@ -78,6 +82,7 @@ pub struct InputSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DenseSpec {
+    #[schema(minimum = 1)]
     pub units: usize,
     #[serde(default)]
     pub activation: Activation,
@@ -93,6 +98,7 @@ pub struct DenseSpec {
 #[serde(deny_unknown_fields)]
 pub struct DropoutSpec {
     /// Fraction of activations zeroed during training, in [0, 1).
+    #[schema(minimum = 0, exclusive_maximum = 1)]
     pub rate: f64,
 }
 
@@ -177,12 +183,32 @@ impl MetricKind {
     }
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+/// One batch size, or a non-empty list of sizes to try (each at least 1).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(untagged)]
 pub enum BatchSize {
     One(usize),
     Many(Vec<usize>),
 }
+
+impl utoipa::PartialSchema for BatchSize {
+    fn schema() -> RefOr<Schema> {
+        let size = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+        };
+        OneOfBuilder::new()
+            .item(size())
+            .item(ArrayBuilder::new().items(size()).min_items(Some(1)))
+            .description(Some(
+                "One batch size, or several to try (one trial each); default 32.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for BatchSize {}
 
 impl Default for BatchSize {
     fn default() -> Self {
