@@ -40,17 +40,20 @@ pub struct LayerShare {
 impl fmt::Display for MemoryEstimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", human(self.bytes))?;
+        let mut parts = Vec::new();
         if let Some(d) = &self.dominant {
-            write!(
-                f,
-                ", of which layer {:?} ({} parameters) takes {}",
+            parts.push(format!(
+                "layer {:?} with {} parameters takes {}",
                 d.name,
                 d.parameters,
                 human(d.bytes)
-            )?;
+            ));
         }
         if self.data_bytes > 0 {
-            write!(f, " and the rows {}", human(self.data_bytes))?;
+            parts.push(format!("the rows {}", human(self.data_bytes)));
+        }
+        if !parts.is_empty() {
+            write!(f, " (of which {})", parts.join(", "))?;
         }
         Ok(())
     }

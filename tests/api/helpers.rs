@@ -332,11 +332,16 @@ impl StoppedApp {
 
     /// Runs a statement on the database file directly (to simulate a crash's leftovers).
     pub async fn execute_sql(&self, sql: &str) {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.db_path);
-        let pool = sqlx::SqlitePool::connect_with(options)
-            .await
-            .expect("open db");
-        sqlx::query(sql).execute(&pool).await.expect("statement");
-        pool.close().await;
+        execute_sql(&self.db_path, sql).await;
     }
+}
+
+/// Runs a statement on a database file directly, beside any server using it.
+pub async fn execute_sql(db_path: &std::path::Path, sql: &str) {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db_path);
+    let pool = sqlx::SqlitePool::connect_with(options)
+        .await
+        .expect("open db");
+    sqlx::query(sql).execute(&pool).await.expect("statement");
+    pool.close().await;
 }

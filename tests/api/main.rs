@@ -6,6 +6,8 @@ mod health;
 mod helpers;
 mod jobs;
 mod journey;
+mod keys;
+mod limits;
 mod models;
 mod openapi;
 mod predict;
