@@ -70,45 +70,36 @@ impl Trial {
         let span = tracing::Span::current();
         let runtime = tokio::runtime::Handle::current();
         let threads = options.threads;
-        let training = tokio::task::spawn_blocking(move || {
-            nn::on_job_threads(threads, move || {
-                let _entered = span.enter();
-                let train = |checkpoint: Option<&[u8]>, observer: &mut Observer| match &rows {
-                    Rows::Memory(matrix) => {
-                        let data = Samples::new(matrix.x.view(), matrix.y.view());
-                        match checkpoint {
-                            Some(c) => nn::resume(&spec, data, None, &options, c, observer),
-                            None => nn::fit(&spec, data, None, &options, observer),
-                        }
-                    }
-                    Rows::Streamed { rows, memory_bytes } => {
-                        let mut source = rows.reader(runtime.clone());
-                        let budget = *memory_bytes;
-                        match checkpoint {
-                            Some(c) => nn::resume_streaming(
-                                &spec,
-                                &mut source,
-                                &options,
-                                budget,
-                                c,
-                                observer,
-                            ),
-                            None => {
-                                nn::fit_streaming(&spec, &mut source, &options, budget, observer)
-                            }
-                        }
-                    }
-                };
-                if let Some(checkpoint) = resume {
-                    match train(Some(&checkpoint.state), &mut observer) {
-                        Err(TrainError::Checkpoint(reason)) => {
-                            let _ = observer.progress.send(Progress::Restarted { reason });
-                        }
-                        other => return other,
+        let training = on_training_thread(threads, move || {
+            let _entered = span.enter();
+            let train = |checkpoint: Option<&[u8]>, observer: &mut Observer| match &rows {
+                Rows::Memory(matrix) => {
+                    let data = Samples::new(matrix.x.view(), matrix.y.view());
+                    match checkpoint {
+                        Some(c) => nn::resume(&spec, data, None, &options, c, observer),
+                        None => nn::fit(&spec, data, None, &options, observer),
                     }
                 }
-                train(None, &mut observer)
-            })
+                Rows::Streamed { rows, memory_bytes } => {
+                    let mut source = rows.reader(runtime.clone());
+                    let budget = *memory_bytes;
+                    match checkpoint {
+                        Some(c) => {
+                            nn::resume_streaming(&spec, &mut source, &options, budget, c, observer)
+                        }
+                        None => nn::fit_streaming(&spec, &mut source, &options, budget, observer),
+                    }
+                }
+            };
+            if let Some(checkpoint) = resume {
+                match train(Some(&checkpoint.state), &mut observer) {
+                    Err(TrainError::Checkpoint(reason)) => {
+                        let _ = observer.progress.send(Progress::Restarted { reason });
+                    }
+                    other => return other,
+                }
+            }
+            train(None, &mut observer)
         });
         let mut failure = None;
         while let Some(report) = reports.recv().await {
@@ -120,9 +111,7 @@ impl Trial {
                 failure = Some(err);
             }
         }
-        let outcome = training
-            .await
-            .map_err(|e| JobError::Panicked(e.to_string()))?;
+        let outcome = training.await?;
         match failure {
             Some(err) => Err(err),
             None => Ok(outcome?),
@@ -184,5 +173,41 @@ impl FitObserver for Observer {
         // A closed channel means the task storing the epochs is gone (runtime shutting
         // down): nobody would record what training does next.
         self.stop.iter().any(|flag| flag.load(Ordering::Relaxed)) || self.progress.is_closed()
+    }
+}
+
+/// Starts `work` at once on a blocking thread with `threads` compute threads. A panic
+/// there (in any of its threads) becomes this job's error; the process and the other
+/// jobs go on.
+fn on_training_thread<T: Send + 'static>(
+    threads: usize,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, JobError>> {
+    let handle = tokio::task::spawn_blocking(move || nn::on_job_threads(threads, work));
+    async move { handle.await.map_err(|e| JobError::Panicked(e.to_string())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_in_a_training_thread_is_the_jobs_error_only() {
+        // In one of the job's compute threads, not the thread that started the work.
+        let failed = on_training_thread(2, || {
+            rayon::broadcast(|ctx| {
+                assert!(ctx.index() == 0, "compute thread {} failed", ctx.index())
+            })
+        })
+        .await;
+        assert!(
+            matches!(&failed, Err(JobError::Panicked(m)) if m.contains("compute thread 1 failed")),
+            "{failed:?}"
+        );
+        for threads in [1, 2] {
+            let failed = on_training_thread(threads, || -> usize { panic!("injected") }).await;
+            assert!(matches!(failed, Err(JobError::Panicked(m)) if m.contains("injected")));
+            assert_eq!(on_training_thread(threads, || 7).await.unwrap(), 7);
+        }
     }
 }
