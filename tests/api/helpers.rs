@@ -85,6 +85,18 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
 }
 
 impl TestApp {
+    /// A client of a server running elsewhere (a child process) on `db_path` in `dir`.
+    pub fn remote(address: String, dir: Arc<TempDir>, db_path: PathBuf) -> TestApp {
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            db_path,
+            dir,
+            stop: None,
+            server: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real service over real HTTP on a random port, each test with its own
 //! SQLite file. One binary with modules keeps linking fast.
 
+mod crashes;
 mod datasets;
 mod health;
 mod helpers;
@@ -11,6 +12,7 @@ mod limits;
 mod models;
 mod openapi;
 mod predict;
+mod process;
 mod restart;
 mod scheduling;
 mod streaming;
