@@ -104,13 +104,13 @@ fn shared_responses(path: &str, method: &str, operation: &mut Value) {
         .iter()
         .any(|(m, p)| m.as_str().eq_ignore_ascii_case(method) && *p == path);
     if !predict_allowed {
-        add(
-            "403",
-            "A predict key may not call this endpoint",
-            None,
-        );
+        add("403", "A predict key may not call this endpoint", None);
     }
-    add("408", "The request took longer than --request-timeout-seconds", None);
+    add(
+        "408",
+        "The request took longer than --request-timeout-seconds",
+        None,
+    );
     add(
         "503",
         "Busy (--max-concurrent-requests reached, or the memory for the answer is not \
