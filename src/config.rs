@@ -77,6 +77,11 @@ pub struct Config {
     #[arg(long, env = "NNSERVE_ALLOW_UNAUTHENTICATED")]
     pub allow_unauthenticated: bool,
 
+    /// Uploaded rows are stored in chunks of about this many bytes (as f32); a streamed
+    /// job reads one chunk at a time.
+    #[arg(long, env = "NNSERVE_DATASET_CHUNK_BYTES", default_value_t = 8 << 20)]
+    pub dataset_chunk_bytes: usize,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -104,6 +109,7 @@ impl Config {
             api_keys: Vec::new(),
             predict_api_keys: Vec::new(),
             allow_unauthenticated: false,
+            dataset_chunk_bytes: 8 << 20,
             command: None,
         }
     }

@@ -87,7 +87,10 @@ async fn upload_dataset(
     request: Request,
 ) -> Result<(StatusCode, HeaderMap, Json<DatasetView>)> {
     let mut name = None;
-    let mut options = CsvOptions::default();
+    let mut options = CsvOptions {
+        chunk_bytes: state.config.dataset_chunk_bytes,
+        ..CsvOptions::default()
+    };
     for (key, value) in query {
         match key.as_str() {
             "name" => name = Some(value),
@@ -114,7 +117,7 @@ async fn upload_dataset(
                 ));
             }
             let Json(body) = Json::<JsonDataset>::from_request(request, &state).await?;
-            ingest::store_json(&state.store, body).await?
+            ingest::store_json(&state.store, body, state.config.dataset_chunk_bytes).await?
         }
         other => {
             return Err(Error::UnsupportedMediaType(format!(

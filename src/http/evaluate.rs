@@ -74,6 +74,7 @@ async fn evaluate(
             let options = CsvOptions {
                 targets: stored.target_names.clone(),
                 feature_order: Some(stored.feature_names.clone()),
+                ..CsvOptions::default()
             };
             tokio::task::spawn_blocking(move || csv_matrix(&body, &options))
                 .await

@@ -17,7 +17,7 @@ use super::page::{Page, PageQuery};
 use super::AppState;
 use crate::jobs::{self, Cancellation};
 use crate::nn::TrainingSpec;
-use crate::store::{Job, JobStatus, StoreError};
+use crate::store::{DataPath, Job, JobStatus, StoreError};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -83,6 +83,9 @@ pub struct JobView {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How the latest run reads its rows: `memory`, or `streamed` from the database when
+    /// the dataset is over --dataset-memory-bytes; null until it starts.
+    pub data_path: Option<DataPath>,
     /// The spec with every default filled in.
     #[schema(value_type = TrainingSpec)]
     pub spec: Value,
@@ -109,6 +112,7 @@ impl From<Job> for JobView {
             created_at: job.created_at,
             started_at: job.started_at,
             finished_at: job.finished_at,
+            data_path: job.data_path,
             spec: job.spec,
         }
     }

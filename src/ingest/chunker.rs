@@ -25,9 +25,10 @@ pub struct Chunker<F> {
 }
 
 impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
-    pub fn new(features: usize, targets: usize, emit: F) -> Self {
+    /// Chunks of about `chunk_bytes` (at least one row each).
+    pub fn new(features: usize, targets: usize, chunk_bytes: usize, emit: F) -> Self {
         let width = features + targets;
-        let chunk_rows = (CHUNK_BYTES / (4 * width.max(1))).max(1);
+        let chunk_rows = (chunk_bytes / (4 * width.max(1))).max(1);
         let stats = vec![
             TargetStats {
                 min: f64::INFINITY,

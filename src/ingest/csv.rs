@@ -9,6 +9,7 @@ use std::io::{Cursor, Read};
 use memchr::memchr;
 
 use super::block::is_plain;
+use super::chunker::CHUNK_BYTES;
 use super::layout::Layout;
 use super::number::parse_value;
 use super::parallel::{fill, parse_plain_blocks, BLOCK};
@@ -16,13 +17,25 @@ use super::records::for_each_record;
 use super::{Chunk, Chunker, IngestError};
 use crate::store::Table;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct CsvOptions {
     /// Target column names; empty means the last column.
     pub targets: Vec<String>,
     /// When set, the feature columns must be exactly these (in any order) and are stored in
     /// this order, e.g. to evaluate a model on a CSV whose columns were reordered.
     pub feature_order: Option<Vec<String>>,
+    /// Stored chunks hold about this many bytes of rows.
+    pub chunk_bytes: usize,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            feature_order: None,
+            chunk_bytes: CHUNK_BYTES,
+        }
+    }
 }
 
 /// Parses CSV from `reader`, handing rows to `emit` in chunks as they are parsed.
@@ -36,7 +49,12 @@ pub fn parse_csv<R: Read + Send>(
         Some(end) if buf[0] != b'\n' && buf[0] != b'\r' && is_plain(&buf[..end], false) => {
             let columns = header(&mut csv_reader(&buf[..end], true))?;
             let layout = Layout::new(columns, options)?;
-            let mut chunker = Chunker::new(layout.features.len(), layout.targets.len(), emit);
+            let mut chunker = Chunker::new(
+                layout.features.len(),
+                layout.targets.len(),
+                options.chunk_bytes,
+                emit,
+            );
             buf.drain(..end);
             if let Some(rest) = parse_plain_blocks(&mut reader, buf, &layout, 1, &mut chunker)? {
                 let records = csv_reader(Cursor::new(rest.bytes).chain(reader), false);
@@ -48,7 +66,12 @@ pub fn parse_csv<R: Read + Send>(
         _ => {
             let mut records = csv_reader(Cursor::new(buf).chain(reader), true);
             let layout = Layout::new(header(&mut records)?, options)?;
-            let mut chunker = Chunker::new(layout.features.len(), layout.targets.len(), emit);
+            let mut chunker = Chunker::new(
+                layout.features.len(),
+                layout.targets.len(),
+                options.chunk_bytes,
+                emit,
+            );
             csv_rows(records, &layout, 0, &mut chunker)?;
             finish(layout, chunker)
         }
@@ -140,7 +163,7 @@ mod tests {
     fn parse(text: &str, targets: &[&str]) -> Result<(Table, Vec<f32>), IngestError> {
         let options = CsvOptions {
             targets: targets.iter().map(|s| s.to_string()).collect(),
-            feature_order: None,
+            ..CsvOptions::default()
         };
         let mut values = Vec::new();
         let parsed = parse_csv(text.as_bytes(), &options, |chunk| {

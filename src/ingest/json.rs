@@ -32,6 +32,7 @@ pub enum JsonTargets {
 /// Checks a JSON dataset and hands its rows to `emit` in chunks.
 pub fn parse_json(
     body: &JsonDataset,
+    chunk_bytes: usize,
     emit: impl FnMut(Chunk) -> Result<(), IngestError>,
 ) -> Result<Table, IngestError> {
     let rows = body.features.len();
@@ -69,7 +70,7 @@ pub fn parse_json(
         }
     }
 
-    let mut chunker = Chunker::new(features, targets, emit);
+    let mut chunker = Chunker::new(features, targets, chunk_bytes, emit);
     let mut row = Vec::with_capacity(features + targets);
     for (i, x) in body.features.iter().enumerate() {
         if x.len() != features {

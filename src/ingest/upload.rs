@@ -74,9 +74,13 @@ where
 }
 
 /// Stores a dataset sent as JSON (already in memory, so no streaming to do).
-pub async fn store_json(store: &Store, body: JsonDataset) -> Result<Dataset, IngestError> {
+pub async fn store_json(
+    store: &Store,
+    body: JsonDataset,
+    chunk_bytes: usize,
+) -> Result<Dataset, IngestError> {
     let mut chunks = Vec::new();
-    let parsed = parse_json(&body, |chunk| {
+    let parsed = parse_json(&body, chunk_bytes, |chunk| {
         chunks.push(chunk);
         Ok(())
     })?;

@@ -15,7 +15,9 @@ use super::trial::Trial;
 use super::{dataset_bytes, Inner};
 use crate::models::ServedModel;
 use crate::nn::{EpochRecord, Model, ModelError, SpecError, TrainError, TrainingSpec};
-use crate::store::{Dataset, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult};
+use crate::store::{
+    DataPath, Dataset, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum JobError {
@@ -111,7 +113,7 @@ pub(super) enum Rows {
     },
 }
 
-async fn load(inner: &Inner, dataset: &Dataset) -> Result<Rows, JobError> {
+async fn load(inner: &Inner, job: &Job, dataset: &Dataset) -> Result<Rows, JobError> {
     let store = &inner.store;
     let bytes = dataset_bytes(dataset) as usize;
     let budget = inner.limits.dataset_memory_bytes;
@@ -124,6 +126,7 @@ async fn load(inner: &Inner, dataset: &Dataset) -> Result<Rows, JobError> {
             budget,
             "the dataset is larger than the memory budget: streaming it from the database"
         );
+        store.set_data_path(job.id, DataPath::Streamed).await?;
         return Ok(Rows::Streamed { rows, memory_bytes });
     }
     tracing::info!(
@@ -132,6 +135,7 @@ async fn load(inner: &Inner, dataset: &Dataset) -> Result<Rows, JobError> {
         budget,
         "loading the dataset"
     );
+    store.set_data_path(job.id, DataPath::Memory).await?;
     let (x, y) = store.dataset_matrix(dataset).await?;
     Ok(Rows::Memory(Arc::new(Matrix {
         x: Array2::from_shape_vec((dataset.rows, dataset.features()), x)
@@ -146,7 +150,7 @@ async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Resul
     let dataset = store.dataset(job.dataset_id).await?;
     let spec =
         TrainingSpec::from_json(&job.spec.to_string())?.validate(&super::data_shape(&dataset))?;
-    let rows = load(inner, &dataset).await?;
+    let rows = load(inner, job, &dataset).await?;
     let mut checkpoint = store.checkpoint(job.id).await?;
     let finished = store.trials(job.id).await?;
     for (trial, &batch_size) in spec.batch_sizes().iter().enumerate() {

@@ -73,6 +73,35 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// How the latest run reads the rows; `None` before it starts.
+    pub data_path: Option<DataPath>,
+}
+
+/// Where a running job's rows come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DataPath {
+    /// Loaded whole into memory.
+    Memory,
+    /// Read chunk by chunk from the database (over --dataset-memory-bytes).
+    Streamed,
+}
+
+impl DataPath {
+    fn as_str(self) -> &'static str {
+        match self {
+            DataPath::Memory => "memory",
+            DataPath::Streamed => "streamed",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "memory" => Ok(DataPath::Memory),
+            "streamed" => Ok(DataPath::Streamed),
+            other => Err(StoreError::Corrupt(format!("unknown data path {other:?}"))),
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -96,12 +125,13 @@ struct JobRow {
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
+    data_path: Option<String>,
 }
 
 const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
     monitor, monitor_mode, \
     best_trial, best_epoch, best_value, stopped_early, overfitting_epoch, error, model_id, \
-    created_at, started_at, finished_at";
+    created_at, started_at, finished_at, data_path";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -127,6 +157,7 @@ impl TryFrom<JobRow> for Job {
             created_at: row.created_at,
             started_at: row.started_at,
             finished_at: row.finished_at,
+            data_path: row.data_path.as_deref().map(DataPath::parse).transpose()?,
         })
     }
 }
@@ -262,6 +293,16 @@ impl Store {
             requeued,
             failed: failed_ids,
         })
+    }
+
+    /// Records how a running job reads its rows.
+    pub async fn set_data_path(&self, id: Uuid, path: DataPath) -> Result<()> {
+        sqlx::query("UPDATE jobs SET data_path = ? WHERE id = ?")
+            .bind(path.as_str())
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Jobs waiting to run.

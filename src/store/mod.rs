@@ -17,7 +17,7 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 pub use datasets::{Dataset, DatasetWriter, NewDataset, Table, TargetStats};
-pub use jobs::{Job, JobStatus, NewJob, Requeued, MAX_CRASHES};
+pub use jobs::{DataPath, Job, JobStatus, NewJob, Requeued, MAX_CRASHES};
 pub use models::{JobOutcome, StoredModel};
 pub use training::{Checkpoint, EpochRow, TrialResult};
 

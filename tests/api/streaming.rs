@@ -8,12 +8,29 @@ use crate::helpers::{binary_spec, spawn_with, Options, TestApp};
 /// 4000 rows of 5 f32 values are 80 000 bytes: over this budget, so they stream.
 const TINY_BUDGET: usize = 65_536;
 
+/// Stored chunks of 16 KiB: the datasets here span several, so a streamed epoch reads
+/// chunk after chunk from SQLite.
+const CHUNK_BYTES: usize = 16 << 10;
+
 fn options(budget: Option<usize>) -> Options {
     Options {
         workers: Some(1),
         dataset_memory_bytes: budget,
-        ..Options::default()
+        ..Options::with(|c| c.dataset_chunk_bytes = CHUNK_BYTES)
     }
+}
+
+/// Chunks stored for a dataset, straight from the database file.
+async fn chunks(app: &TestApp, dataset: &str) -> i64 {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&app.db_path);
+    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+    let n = sqlx::query_scalar("SELECT COUNT(*) FROM dataset_chunks WHERE dataset_id = ?")
+        .bind(dataset)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    n
 }
 
 /// Every epoch's record without its wall time.
@@ -31,11 +48,12 @@ async fn records(app: &TestApp, job: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn train(app: &TestApp, spec: &Value) -> Vec<Value> {
+/// Trains to the end; the records, and how the job read its rows.
+async fn train(app: &TestApp, spec: &Value) -> (Vec<Value>, Value) {
     let job = app.submit(spec).await;
     let finished = app.wait_finished(&job).await;
     assert_eq!(finished["status"], "succeeded", "{finished}");
-    records(app, &job).await
+    (records(app, &job).await, finished["data_path"].clone())
 }
 
 #[tokio::test]
@@ -46,10 +64,14 @@ async fn a_dataset_over_the_budget_streams_learns_and_repeats() {
     let a = streamed.linear_dataset(4000, 21).await;
     let b = in_memory.linear_dataset(4000, 21).await;
 
-    let first = train(&streamed, &spec(&a)).await;
-    let second = train(&streamed, &spec(&a)).await;
+    // 80 000 bytes of rows in five chunks.
+    assert_eq!(chunks(&streamed, &a).await, 5);
+    let (first, path) = train(&streamed, &spec(&a)).await;
+    assert_eq!(path, "streamed");
+    let (second, _) = train(&streamed, &spec(&a)).await;
     assert_eq!(first, second, "same seed, same records");
-    let reference = train(&in_memory, &spec(&b)).await;
+    let (reference, path) = train(&in_memory, &spec(&b)).await;
+    assert_eq!(path, "memory");
     // The in-memory path is bit-identical between servers; the streamed one draws rows
     // through a shuffle buffer, so its losses differ from the first epoch on.
     assert_ne!(first[0]["loss"], reference[0]["loss"]);
@@ -80,7 +102,9 @@ async fn an_interrupted_streamed_job_resumes_bit_identically() {
     spec["model"]["layers"][1]["units"] = json!(256);
     spec["model"]["layers"][3]["units"] = json!(256);
     spec["batch_size"] = json!(16);
-    let control = train(&app, &spec).await;
+    assert_eq!(chunks(&app, &dataset).await, 3);
+    let (control, path) = train(&app, &spec).await;
+    assert_eq!(path, "streamed");
 
     let interrupted = app.submit(&spec).await;
     app.wait_job(&interrupted, |job| job["epoch"].as_u64().unwrap() >= 2)
