@@ -6,3 +6,6 @@ ALTER TABLE jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
 -- How the job's latest run reads its rows: 'memory' (loaded whole) or 'streamed' (chunk
 -- by chunk from dataset_chunks, the dataset being over --dataset-memory-bytes).
 ALTER TABLE jobs ADD COLUMN data_path TEXT CHECK (data_path IN ('memory', 'streamed'));
+
+-- The admission estimate of the job's peak memory, in bytes (see docs/reliability.md).
+ALTER TABLE jobs ADD COLUMN estimated_peak_bytes INTEGER;

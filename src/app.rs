@@ -62,6 +62,7 @@ impl Application {
             workers: config.worker_count(),
             cores: cores(),
             dataset_memory_bytes: config.dataset_memory_bytes,
+            dataset_chunk_bytes: config.dataset_chunk_bytes,
             max_queued_jobs: config.max_queued_jobs,
             max_job_memory_bytes: config.job_memory_limit(),
         };

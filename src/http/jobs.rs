@@ -86,6 +86,9 @@ pub struct JobView {
     /// How the latest run reads its rows: `memory`, or `streamed` from the database when
     /// the dataset is over --dataset-memory-bytes; null until it starts.
     pub data_path: Option<DataPath>,
+    /// The estimate of the job's peak memory it was admitted with, in bytes (null for
+    /// jobs queued before estimates existed).
+    pub estimated_peak_bytes: Option<u64>,
     /// The spec with every default filled in.
     #[schema(value_type = TrainingSpec)]
     pub spec: Value,
@@ -113,6 +116,7 @@ impl From<Job> for JobView {
             started_at: job.started_at,
             finished_at: job.finished_at,
             data_path: job.data_path,
+            estimated_peak_bytes: job.estimated_peak_bytes,
             spec: job.spec,
         }
     }

@@ -30,6 +30,8 @@ pub struct Limits {
     pub cores: usize,
     /// Datasets larger than this (as f32) are streamed from the store, not loaded.
     pub dataset_memory_bytes: usize,
+    /// Stored chunks' size: loading a dataset holds one chunk beside the rows.
+    pub dataset_chunk_bytes: usize,
     /// Jobs that may wait in the queue.
     pub max_queued_jobs: u64,
     /// Largest estimated peak memory of one job.
@@ -161,7 +163,15 @@ impl Scheduler {
     ) -> Result<Job, SubmitError> {
         let limits = &self.inner.limits;
         let dataset_bytes = dataset_bytes(dataset);
-        let data_bytes = dataset_bytes.min(limits.dataset_memory_bytes as u64);
+        let budget = limits.dataset_memory_bytes as u64;
+        let chunk = dataset_bytes.min(limits.dataset_chunk_bytes as u64);
+        let data_bytes = if dataset_bytes > budget {
+            stream::streamed_peak_bytes(budget, chunk)
+        } else {
+            // Loading reads one stored chunk at a time: SQLite assembles its blob from
+            // overflow pages, sqlx copies it out, then it is decoded into the rows.
+            dataset_bytes + 2 * chunk
+        };
         let estimate = training_memory(spec, train_rows, validation_rows, data_bytes);
         if estimate.bytes > limits.max_job_memory_bytes {
             return Err(SubmitError::TooLarge {
@@ -187,6 +197,7 @@ impl Scheduler {
                 epochs: spec.epochs(),
                 monitor: monitor.to_owned(),
                 maximize: matches!(mode, Mode::Max),
+                estimated_peak_bytes: estimate.bytes,
             })
             .await?;
         tracing::info!(job = %job.id, dataset = %dataset.id, status = "queued", estimated_peak_bytes = estimate.bytes, "job queued");

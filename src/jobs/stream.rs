@@ -21,6 +21,13 @@ const PARALLEL_READS: usize = 2;
 /// read, and sqlx's copy of their bytes. Taken off the budget the engine gets.
 const READ_AHEAD_CHUNKS: usize = 2 * PARALLEL_READS + 1;
 
+/// The most a streamed job holds of its rows: the budget, or when chunks are large
+/// beside it, the read-ahead plus the engine's minimum (a shuffle buffer of one chunk and
+/// one staging chunk), which no budget can go below.
+pub(super) fn streamed_peak_bytes(budget: u64, largest_chunk: u64) -> u64 {
+    budget.max((READ_AHEAD_CHUNKS as u64 + 2).saturating_mul(largest_chunk))
+}
+
 /// What a streamed trial needs to open its reader; cheap to clone.
 #[derive(Clone)]
 pub(super) struct StoredRows {

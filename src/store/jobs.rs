@@ -75,6 +75,8 @@ pub struct Job {
     pub finished_at: Option<DateTime<Utc>>,
     /// How the latest run reads the rows; `None` before it starts.
     pub data_path: Option<DataPath>,
+    /// The admission estimate of the peak memory, in bytes.
+    pub estimated_peak_bytes: Option<u64>,
 }
 
 /// Where a running job's rows come from.
@@ -126,12 +128,13 @@ struct JobRow {
     started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     data_path: Option<String>,
+    estimated_peak_bytes: Option<i64>,
 }
 
 const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
     monitor, monitor_mode, \
     best_trial, best_epoch, best_value, stopped_early, overfitting_epoch, error, model_id, \
-    created_at, started_at, finished_at, data_path";
+    created_at, started_at, finished_at, data_path, estimated_peak_bytes";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -158,6 +161,7 @@ impl TryFrom<JobRow> for Job {
             started_at: row.started_at,
             finished_at: row.finished_at,
             data_path: row.data_path.as_deref().map(DataPath::parse).transpose()?,
+            estimated_peak_bytes: row.estimated_peak_bytes.map(|b| b as u64),
         })
     }
 }
@@ -180,6 +184,7 @@ pub struct NewJob {
     pub epochs: usize,
     pub monitor: String,
     pub maximize: bool,
+    pub estimated_peak_bytes: u64,
 }
 
 impl Store {
@@ -188,7 +193,8 @@ impl Store {
     pub async fn insert_job(&self, new: NewJob) -> Result<Job> {
         let row = sqlx::query_as::<_, JobRow>(&format!(
             "INSERT INTO jobs (id, dataset_id, spec, status, batch_sizes, epochs, monitor, \
-             monitor_mode, created_at) SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8 \
+             monitor_mode, created_at, estimated_peak_bytes) \
+             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9 \
              WHERE EXISTS (SELECT 1 FROM datasets WHERE id = ?2) \
              RETURNING {COLUMNS}"
         ))
@@ -200,6 +206,7 @@ impl Store {
         .bind(&new.monitor)
         .bind(if new.maximize { "max" } else { "min" })
         .bind(Utc::now())
+        .bind(i64::try_from(new.estimated_peak_bytes).unwrap_or(i64::MAX))
         .fetch_optional(&self.pool)
         .await?;
         row.ok_or(StoreError::NotFound {
