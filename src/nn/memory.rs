@@ -39,14 +39,14 @@ pub struct LayerShare {
 
 impl fmt::Display for MemoryEstimate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", human(self.bytes))?;
+        write!(f, "{}", amount(self.bytes))?;
         let mut parts = Vec::new();
         if let Some(d) = &self.dominant {
             parts.push(format!(
                 "layer {:?} with {} parameters takes {}",
                 d.name,
                 d.parameters,
-                human(d.bytes)
+                amount(d.bytes)
             ));
         }
         if self.data_bytes > 0 {
@@ -56,6 +56,14 @@ impl fmt::Display for MemoryEstimate {
             write!(f, " (of which {})", parts.join(", "))?;
         }
         Ok(())
+    }
+}
+
+/// [`human`], saying so when the figure saturated (it does not fit in 64 bits).
+fn amount(bytes: u64) -> String {
+    match bytes {
+        u64::MAX => "more than 16 EiB".to_owned(),
+        bytes => human(bytes),
     }
 }
 
