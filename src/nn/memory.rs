@@ -138,7 +138,10 @@ fn saturate(bytes: u128) -> u64 {
     u64::try_from(bytes).unwrap_or(u64::MAX)
 }
 
-fn dominant(shares: impl Iterator<Item = (String, u128, u128)>) -> Option<LayerShare> {
+/// A layer's name, parameters and bytes, before saturation.
+type Share = (String, u128, u128);
+
+fn dominant(shares: impl Iterator<Item = Share>) -> Option<LayerShare> {
     shares
         .max_by_key(|&(_, _, bytes)| bytes)
         .map(|(name, parameters, bytes)| LayerShare {
@@ -169,7 +172,7 @@ pub fn training_memory(
     let row_io = features + spec.target_width() as u128 + 1;
     let val_capacity = validation_rows.min(CHUNK_ROWS) as u128;
 
-    let mut worst: Option<(u128, Vec<(String, u128, u128)>)> = None;
+    let mut worst: Option<(u128, Vec<Share>)> = None;
     for &batch_size in spec.batch_sizes() {
         // A batch size beyond the rows is one batch of all rows (as in Keras).
         let capacity = batch_size.min(train_rows.max(1));
