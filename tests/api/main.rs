@@ -1,6 +1,7 @@
 //! End-to-end tests: the real service over real HTTP on a random port, each test with its own
 //! SQLite file. One binary with modules keeps linking fast.
 
+mod concurrency;
 mod crashes;
 mod datasets;
 mod health;
@@ -11,8 +12,10 @@ mod keys;
 mod limits;
 mod models;
 mod openapi;
+mod outcomes;
 mod predict;
 mod process;
+mod properties;
 mod restart;
 mod scheduling;
 mod streaming;
