@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-pub use super::alloc::OutOfMemory;
+pub use crate::nn::ops::alloc::OutOfMemory;
 
 /// Why a spec was rejected. Every message names the field path and the bad value.
 #[derive(Debug, Clone, PartialEq, Error)]

@@ -10,11 +10,11 @@
 
 use std::fmt;
 
-use super::model::CHUNK_ROWS;
-use super::optim;
-use super::shard::shard_count_for;
-use super::spec::LayerSpec;
-use super::validate::ValidSpec;
+use crate::nn::model::CHUNK_ROWS;
+use crate::nn::optim;
+use crate::nn::spec::check::ValidSpec;
+use crate::nn::spec::LayerSpec;
+use crate::nn::train::step::shard_count_for;
 
 const F32: u128 = 4;
 

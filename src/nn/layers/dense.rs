@@ -5,9 +5,9 @@
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
-use crate::nn::alloc::{zeros1, zeros2, OutOfMemory};
-use crate::nn::matmul::{matmul, NARROW_UNITS};
-use crate::nn::rng::Rng;
+use crate::nn::ops::alloc::{zeros1, zeros2, OutOfMemory};
+use crate::nn::ops::matmul::{matmul, NARROW_UNITS};
+use crate::nn::ops::rng::Rng;
 use crate::nn::spec::{Activation, DenseSpec, Initializer};
 
 #[derive(Clone, Debug, PartialEq)]

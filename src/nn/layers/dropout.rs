@@ -9,7 +9,7 @@
 
 use ndarray::{ArrayView2, ArrayViewMut2, Zip};
 
-use crate::nn::activation::widest;
+use crate::nn::ops::activation::widest;
 
 /// The mask key of one batch, and where the rows being processed start in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub(crate) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::network::{Layer, Network, Workspace};
+    use crate::nn::model::network::{Layer, Network, Workspace};
     use ndarray::{s, Array2};
 
     fn key(k: u64) -> MaskKey {

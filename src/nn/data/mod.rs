@@ -1,0 +1,134 @@
+//! What the engine sees of a dataset: its rows, or just its shape.
+
+pub(in crate::nn) mod batch;
+pub(in crate::nn) mod split;
+pub(in crate::nn) mod stream;
+
+use ndarray::ArrayView2;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::nn::spec::LossKind;
+
+/// Rows in memory: `x` is [rows, features], `y` is [rows, targets]
+/// (class indices stored as f32 for sparse labels).
+#[derive(Clone, Copy, Debug)]
+pub struct Samples<'a> {
+    pub x: ArrayView2<'a, f32>,
+    pub y: ArrayView2<'a, f32>,
+}
+
+impl<'a> Samples<'a> {
+    pub fn new(x: ArrayView2<'a, f32>, y: ArrayView2<'a, f32>) -> Self {
+        Samples { x, y }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.x.nrows()
+    }
+}
+
+/// What the engine needs to know about a dataset to validate a spec without its rows.
+/// The service computes it once at upload and stores it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+pub struct DataShape {
+    pub features: usize,
+    pub targets: usize,
+    /// Per target column: min, max, and whether every value is an integer.
+    pub target_min: Vec<f64>,
+    pub target_max: Vec<f64>,
+    pub target_integral: Vec<bool>,
+}
+
+impl DataShape {
+    /// Summarise labelled rows (one pass over `y`).
+    pub fn of(samples: &Samples<'_>) -> DataShape {
+        let targets = samples.y.ncols();
+        let mut min = vec![f64::INFINITY; targets];
+        let mut max = vec![f64::NEG_INFINITY; targets];
+        let mut integral = vec![true; targets];
+        for row in samples.y.rows() {
+            for (j, &v) in row.iter().enumerate() {
+                let v = f64::from(v);
+                min[j] = min[j].min(v);
+                max[j] = max[j].max(v);
+                integral[j] &= v.fract() == 0.0;
+            }
+        }
+        DataShape {
+            features: samples.x.ncols(),
+            targets,
+            target_min: min,
+            target_max: max,
+            target_integral: integral,
+        }
+    }
+}
+
+/// The first (row, column) holding NaN or ±∞.
+pub(crate) fn first_non_finite(x: ArrayView2<'_, f32>) -> Option<(usize, usize)> {
+    // The usual answer is "none": a branch-free pass that vectorises says so ~10× faster
+    // than the indexed walk, which then only runs to locate a bad value.
+    if let Some(values) = x.as_slice() {
+        if values
+            .chunks(4096)
+            .all(|chunk| chunk.iter().fold(true, |ok, v| ok & v.is_finite()))
+        {
+            return None;
+        }
+    }
+    x.indexed_iter()
+        .find(|(_, v)| !v.is_finite())
+        .map(|(at, _)| at)
+}
+
+/// Do these targets fit a model with `outputs` units trained with `loss`?
+pub(crate) fn check_targets(
+    loss: LossKind,
+    outputs: usize,
+    y: ArrayView2<'_, f32>,
+) -> Result<(), String> {
+    check_targets_from(loss, outputs, y, 0)
+}
+
+/// `check_targets` for rows that start at row `first` of the dataset (a streamed chunk),
+/// so that messages name the same row as for the whole dataset in memory.
+pub(crate) fn check_targets_from(
+    loss: LossKind,
+    outputs: usize,
+    y: ArrayView2<'_, f32>,
+    first: usize,
+) -> Result<(), String> {
+    let sparse = loss == LossKind::SparseCategoricalCrossentropy;
+    let width = if sparse { 1 } else { outputs };
+    if y.ncols() != width {
+        return Err(format!(
+            "expected {width} target columns, got {}",
+            y.ncols()
+        ));
+    }
+    if let Some((r, c)) = first_non_finite(y) {
+        let r = r + first;
+        return Err(format!("target row {r}, column {c} is not a finite number"));
+    }
+    let bad = |r: usize, c: usize, v: f32, what: &str| {
+        let r = r + first;
+        Err(format!("target row {r}, column {c} is {v}, {what}"))
+    };
+    for ((r, c), &v) in y.indexed_iter() {
+        match loss {
+            LossKind::SparseCategoricalCrossentropy
+                if v.fract() != 0.0 || v < 0.0 || v >= outputs as f32 =>
+            {
+                return bad(r, c, v, &format!("not a class index in [0, {outputs})"));
+            }
+            LossKind::BinaryCrossentropy | LossKind::CategoricalCrossentropy
+                if !(0.0..=1.0).contains(&v) =>
+            {
+                return bad(r, c, v, "outside [0, 1]");
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! A trained model: predict, classify, evaluate.
+
+pub(in crate::nn) mod few_rows;
+pub(in crate::nn) mod network;
+pub(in crate::nn) mod scratch;
+pub(in crate::nn) mod summary;
+pub(in crate::nn) mod tensor_codec;
+
+#[cfg(test)]
+mod gradcheck;
+
+use std::collections::BTreeMap;
+
+use ndarray::{s, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::nn::data::batch::{Batch, BatchSource, InMemory};
+use crate::nn::data::{check_targets, first_non_finite, Samples};
+use crate::nn::error::ModelError;
+use crate::nn::memory::{predict_memory, MemoryEstimate};
+use crate::nn::model::network::{Network, Workspace};
+use crate::nn::model::scratch::WorkspacePool;
+use crate::nn::ops::alloc::zeros2;
+use crate::nn::ops::loss::loss_sum;
+use crate::nn::ops::metrics::{argmax, AccuracyKind, Tally};
+use crate::nn::spec::{LossKind, TrainingSpec};
+
+/// What kind of answer the model gives, which decides `classes`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    Regression,
+    Binary,
+    Multiclass,
+}
+
+impl Task {
+    pub(crate) fn of(loss: LossKind) -> Task {
+        match loss {
+            LossKind::BinaryCrossentropy => Task::Binary,
+            LossKind::CategoricalCrossentropy | LossKind::SparseCategoricalCrossentropy => {
+                Task::Multiclass
+            }
+            _ => Task::Regression,
+        }
+    }
+}
+
+/// Loss (with regularization, as Keras reports it) and metrics on labelled rows.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// Rows per forward pass when predicting or evaluating: large enough for efficient
+/// GEMMs, small enough that the buffers stay in cache-friendly sizes.
+pub(crate) const CHUNK_ROWS: usize = 1024;
+
+/// A trained network with the spec it was trained with. Clone + Send + Sync.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    spec: TrainingSpec,
+    pub(crate) net: Network,
+    workspaces: WorkspacePool,
+}
+
+impl Model {
+    pub(crate) fn new(spec: TrainingSpec, net: Network) -> Model {
+        Model {
+            spec,
+            net,
+            workspaces: WorkspacePool::default(),
+        }
+    }
+
+    pub fn input_width(&self) -> usize {
+        self.net.input_width
+    }
+
+    pub fn output_width(&self) -> usize {
+        self.net.output_width()
+    }
+
+    pub fn task(&self) -> Task {
+        Task::of(self.spec.loss)
+    }
+
+    /// Peak memory of predicting `rows` rows (see [`predict_memory`]).
+    pub fn predict_memory(&self, rows: usize) -> MemoryEstimate {
+        predict_memory(&self.spec.model.layers, self.input_width(), rows)
+    }
+
+    pub fn spec(&self) -> &TrainingSpec {
+        &self.spec
+    }
+
+    fn check_input(&self, x: ArrayView2<'_, f32>) -> Result<(), ModelError> {
+        if x.ncols() != self.input_width() {
+            return Err(ModelError::WidthMismatch {
+                row: 0,
+                expected: self.input_width(),
+                got: x.ncols(),
+            });
+        }
+        match first_non_finite(x) {
+            Some((row, column)) => Err(ModelError::NonFinite { row, column }),
+            None => Ok(()),
+        }
+    }
+
+    /// Output of the last layer (probabilities for classifiers), dropout off. A few rows go
+    /// row by row (`infer`), more through gemm; the two sum in different orders, so a row
+    /// predicted alone may differ from the same row in a large batch in the last bits.
+    pub fn predict(&self, x: ArrayView2<'_, f32>) -> Result<Array2<f32>, ModelError> {
+        self.predict_parallel(x, 1)
+    }
+
+    /// [`Model::predict`] with the products of large inputs split over `threads` threads
+    /// (gemm keeps each output's summation order, so the result is the same).
+    pub fn predict_parallel(
+        &self,
+        x: ArrayView2<'_, f32>,
+        threads: usize,
+    ) -> Result<Array2<f32>, ModelError> {
+        self.check_input(x)?;
+        let rows = x.nrows();
+        let mut out = zeros2((rows, self.output_width()), "predictions")?;
+        if rows <= few_rows::MAX_ROWS {
+            few_rows::forward_rows(&self.net, x, out.view_mut());
+            return Ok(out);
+        }
+        let mut ws = self.workspaces.take(&self.net, rows.clamp(1, CHUNK_ROWS))?;
+        for start in (0..rows).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(rows);
+            self.net
+                .forward(x.slice(s![start..end, ..]), &mut ws, None, threads);
+            out.slice_mut(s![start..end, ..])
+                .assign(&self.net.output(&ws, end - start));
+        }
+        self.workspaces.give(ws);
+        Ok(out)
+    }
+
+    /// Class per row: argmax for multiclass, probability > 0.5 for a single binary
+    /// output; `None` for regression and multi-label outputs.
+    pub fn classes(&self, predictions: ArrayView2<'_, f32>) -> Option<Vec<usize>> {
+        match self.task() {
+            Task::Multiclass => Some(
+                predictions
+                    .rows()
+                    .into_iter()
+                    .map(|r| argmax(&r.to_vec()))
+                    .collect(),
+            ),
+            Task::Binary if predictions.ncols() == 1 => Some(
+                predictions
+                    .column(0)
+                    .iter()
+                    .map(|&p| usize::from(p > 0.5))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Loss and the spec's metrics on labelled rows (unweighted, dropout off).
+    pub fn evaluate(&self, samples: Samples<'_>) -> Result<Evaluation, ModelError> {
+        self.check_input(samples.x)?;
+        if samples.y.nrows() != samples.x.nrows() {
+            return Err(ModelError::Labels(format!(
+                "{} rows of features but {} rows of targets",
+                samples.x.nrows(),
+                samples.y.nrows()
+            )));
+        }
+        check_targets(self.spec.loss, self.output_width(), samples.y)
+            .map_err(ModelError::Labels)?;
+        let targets = samples.y.ncols();
+        let capacity = samples.rows().clamp(1, CHUNK_ROWS);
+        let mut batch = Batch::new(capacity, self.input_width(), targets)?;
+        let mut ws = Workspace::new(&self.net, capacity, false)?;
+        let mut source = InMemory::new(samples.x, samples.y, (0..samples.rows()).collect());
+        let (sum, tally) = evaluate_source(
+            &self.net,
+            self.spec.loss,
+            &mut source,
+            &mut batch,
+            &mut ws,
+            1,
+        );
+        let rows = samples.rows().max(1) as f64;
+        Ok(Evaluation {
+            loss: sum / rows + self.net.penalty(),
+            metrics: tally.values(&self.spec.metrics, ""),
+        })
+    }
+}
+
+/// Σ loss and the metric tally over all rows of `source`, dropout off.
+pub(crate) fn evaluate_source(
+    net: &Network,
+    loss: LossKind,
+    source: &mut dyn BatchSource,
+    batch: &mut Batch,
+    ws: &mut Workspace,
+    threads: usize,
+) -> (f64, Tally) {
+    let accuracy = AccuracyKind::for_model(loss, net.output_width());
+    let mut tally = Tally::default();
+    let mut sum = 0.0;
+    source.start_epoch(None);
+    while source.next_batch(batch) {
+        let rows = batch.rows;
+        net.forward(batch.x(), ws, None, threads);
+        let out = net.output(ws, rows);
+        sum += loss_sum(loss, ws.output_logits(rows), out, batch.y(), None, None);
+        tally.add(out, batch.y(), None, accuracy);
+    }
+    (sum, tally)
+}

@@ -1,0 +1,278 @@
+//! Checks of the layer list and of the loss against the layers and the data.
+
+use crate::nn::data::DataShape;
+use crate::nn::error::SpecError;
+use crate::nn::model::Task;
+use crate::nn::spec::check::loss_name;
+use crate::nn::spec::{Activation, LayerSpec, LossKind, TrainingSpec};
+
+/// Facts derived while validating, which training and prediction rely on.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ModelFacts {
+    pub features: usize,
+    pub outputs: usize,
+    pub task: Task,
+    /// Weight per class index (missing classes weigh 1, as in Keras).
+    pub class_weights: Option<Vec<f32>>,
+}
+
+pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<ModelFacts, SpecError> {
+    let layers = &spec.model.layers;
+    if layers.is_empty() {
+        return Err(SpecError::range("model.layers", "a non-empty list", "[]"));
+    }
+    if shape.features == 0 {
+        return Err(SpecError::range("data.features", "at least 1", 0));
+    }
+    let described = [
+        shape.target_min.len(),
+        shape.target_max.len(),
+        shape.target_integral.len(),
+    ];
+    if shape.targets == 0 || described.iter().any(|&n| n != shape.targets) {
+        return Err(SpecError::incompatible(
+            "data.targets",
+            format!(
+                "{} target columns, described by {described:?} summaries",
+                shape.targets
+            ),
+        ));
+    }
+    let mut last_dense = None;
+    for (i, layer) in layers.iter().enumerate() {
+        let at = format!("model.layers[{i}]");
+        match layer {
+            LayerSpec::Input(input) => {
+                if i != 0 {
+                    return Err(SpecError::incompatible(
+                        at,
+                        "an input layer must come first",
+                    ));
+                }
+                if input.shape != [shape.features] {
+                    return Err(SpecError::incompatible(
+                        format!("{at}.shape"),
+                        format!(
+                            "the input shape is {:?} but the dataset has {} features",
+                            input.shape, shape.features
+                        ),
+                    ));
+                }
+            }
+            LayerSpec::Normalization(_) => {
+                let first = i == 0 || (i == 1 && matches!(layers[0], LayerSpec::Input(_)));
+                if !first {
+                    return Err(SpecError::incompatible(
+                        at,
+                        "normalization must be the first layer: its statistics are the input features'",
+                    ));
+                }
+            }
+            LayerSpec::Dropout(d) => {
+                if !(0.0..1.0).contains(&d.rate) {
+                    return Err(SpecError::range(format!("{at}.rate"), "in [0, 1)", d.rate));
+                }
+            }
+            LayerSpec::Dense(d) => {
+                if d.units == 0 {
+                    return Err(SpecError::range(format!("{at}.units"), "at least 1", 0));
+                }
+                if let Some(r) = d.kernel_regularizer {
+                    for (name, v) in [("l1", r.l1), ("l2", r.l2)] {
+                        if !(v.is_finite() && v >= 0.0) {
+                            let field = format!("{at}.kernel_regularizer.{name}");
+                            return Err(SpecError::range(field, "at least 0", v));
+                        }
+                    }
+                }
+                last_dense = Some(i);
+            }
+        }
+    }
+    let Some(last) = last_dense else {
+        return Err(SpecError::incompatible(
+            "model.layers",
+            "needs at least one dense layer",
+        ));
+    };
+    if last != layers.len() - 1 {
+        return Err(SpecError::incompatible(
+            format!("model.layers[{}]", layers.len() - 1),
+            "the last layer must be dense: it produces the predictions",
+        ));
+    }
+    let LayerSpec::Dense(out) = &layers[last] else {
+        unreachable!("checked above")
+    };
+    let at = format!("model.layers[{last}]");
+    let task = check_loss(spec.loss, out.activation, out.units, &at, shape)?;
+    let class_weights = check_class_weight(spec, task, out.units, shape)?;
+    Ok(ModelFacts {
+        features: shape.features,
+        outputs: out.units,
+        task,
+        class_weights,
+    })
+}
+
+fn check_loss(
+    loss: LossKind,
+    activation: Activation,
+    units: usize,
+    at: &str,
+    shape: &DataShape,
+) -> Result<Task, SpecError> {
+    let name = loss_name(loss);
+    let needs = |act: Activation, act_name: &str| {
+        if activation == act {
+            Ok(())
+        } else {
+            Err(SpecError::incompatible(
+                format!("{at}.activation"),
+                format!(
+                    "loss {name} needs a {act_name} output layer, got {}",
+                    act_label(activation)
+                ),
+            ))
+        }
+    };
+    let targets_in_unit_interval = || {
+        let bad =
+            (0..shape.targets).find(|&j| shape.target_min[j] < 0.0 || shape.target_max[j] > 1.0);
+        match bad {
+            None => Ok(()),
+            Some(j) => Err(SpecError::incompatible(
+                "loss",
+                format!(
+                    "{name} needs targets in [0, 1], but target column {j} ranges over [{}, {}]",
+                    shape.target_min[j], shape.target_max[j]
+                ),
+            )),
+        }
+    };
+    let targets_match_units = || {
+        if shape.targets == units {
+            Ok(())
+        } else {
+            Err(SpecError::incompatible(
+                format!("{at}.units"),
+                format!(
+                    "loss {name} needs one output unit per target column: the dataset has {} target columns, the last layer has {units} units",
+                    shape.targets
+                ),
+            ))
+        }
+    };
+    match loss {
+        LossKind::MeanSquaredError | LossKind::MeanAbsoluteError | LossKind::Huber => {
+            targets_match_units()?;
+            Ok(Task::Regression)
+        }
+        LossKind::BinaryCrossentropy => {
+            needs(Activation::Sigmoid, "sigmoid")?;
+            targets_match_units()?;
+            targets_in_unit_interval()?;
+            Ok(Task::Binary)
+        }
+        LossKind::CategoricalCrossentropy => {
+            needs(Activation::Softmax, "softmax")?;
+            at_least_two_classes(units, at, name)?;
+            targets_match_units()?;
+            targets_in_unit_interval()?;
+            Ok(Task::Multiclass)
+        }
+        LossKind::SparseCategoricalCrossentropy => {
+            needs(Activation::Softmax, "softmax")?;
+            at_least_two_classes(units, at, name)?;
+            if shape.targets != 1 {
+                return Err(SpecError::incompatible(
+                    "loss",
+                    format!(
+                        "{name} needs one target column of class indices, the dataset has {}",
+                        shape.targets
+                    ),
+                ));
+            }
+            let (min, max) = (shape.target_min[0], shape.target_max[0]);
+            if !shape.target_integral[0] || min < 0.0 || max >= units as f64 {
+                return Err(SpecError::incompatible(
+                    "loss",
+                    format!(
+                        "{name} needs integer class labels in [0, {units}) for the {units} units of {at}, but the labels range over [{min}, {max}]{}",
+                        if shape.target_integral[0] { "" } else { " and are not all integers" }
+                    ),
+                ));
+            }
+            Ok(Task::Multiclass)
+        }
+    }
+}
+
+fn at_least_two_classes(units: usize, at: &str, name: &str) -> Result<(), SpecError> {
+    if units >= 2 {
+        Ok(())
+    } else {
+        Err(SpecError::range(
+            format!("{at}.units"),
+            &format!("at least 2 for {name}"),
+            units,
+        ))
+    }
+}
+
+fn act_label(a: Activation) -> String {
+    serde_json::to_value(a)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+fn check_class_weight(
+    spec: &TrainingSpec,
+    task: Task,
+    units: usize,
+    shape: &DataShape,
+) -> Result<Option<Vec<f32>>, SpecError> {
+    let Some(cw) = &spec.class_weight else {
+        return Ok(None);
+    };
+    let classes = match task {
+        Task::Multiclass => units,
+        Task::Binary if units == 1 && shape.target_integral[0] => 2,
+        _ => {
+            return Err(SpecError::incompatible(
+                "class_weight",
+                format!(
+                    "needs a classification loss with class labels, got {}{}",
+                    loss_name(spec.loss),
+                    if task == Task::Binary {
+                        " with non-0/1 or multi-column targets"
+                    } else {
+                        ""
+                    }
+                ),
+            ))
+        }
+    };
+    let mut weights = vec![1.0f32; classes];
+    for (key, &w) in cw {
+        let field = format!("class_weight[{key:?}]");
+        let class: usize = key.parse().map_err(|_| SpecError::Unknown {
+            field: "class_weight".to_owned(),
+            got: key.clone(),
+            expected: format!("a class index in [0, {classes})"),
+        })?;
+        if class >= classes {
+            return Err(SpecError::Unknown {
+                field: "class_weight".to_owned(),
+                got: key.clone(),
+                expected: format!("a class index in [0, {classes})"),
+            });
+        }
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(SpecError::range(field, "at least 0", w));
+        }
+        weights[class] = w as f32;
+    }
+    Ok(Some(weights))
+}

@@ -1,0 +1,298 @@
+//! The training spec as users write it (Keras names), before validation.
+//!
+//! Every struct rejects unknown fields: a typo must fail loudly rather than
+//! silently fall back to a default.
+
+pub(in crate::nn) mod check;
+pub(in crate::nn) mod check_model;
+pub(in crate::nn) mod parse;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::ToSchema;
+
+pub use crate::nn::optim::spec::{AdamSpec, AdamWSpec, OptimizerSpec, RmsPropSpec, SgdSpec};
+
+/// A complete training job: the network, how to train it, and when to stop.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingSpec {
+    pub model: ModelSpec,
+    pub loss: LossKind,
+    /// `"adam"` or `{"type": "adam", "learning_rate": 0.001}`; default adam.
+    #[serde(default)]
+    pub optimizer: OptimizerSpec,
+    #[serde(default)]
+    pub metrics: Vec<MetricKind>,
+    /// Default 1.
+    #[serde(default = "default_epochs")]
+    #[schema(minimum = 1)]
+    pub epochs: usize,
+    /// One size, or several to try (one trial each); default 32.
+    #[serde(default)]
+    pub batch_size: BatchSize,
+    /// Fraction of rows held out at random (seeded) for validation; in [0, 1), default 0.
+    #[serde(default)]
+    #[schema(minimum = 0, exclusive_maximum = 1)]
+    pub validation_split: f64,
+    /// Reshuffle the training rows every epoch; default true.
+    #[serde(default = "default_true")]
+    pub shuffle: bool,
+    /// Seeds initial weights, the validation split, shuffling and dropout masks.
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub early_stopping: Option<EarlyStoppingSpec>,
+    #[serde(default)]
+    pub reduce_lr_on_plateau: Option<ReduceLrSpec>,
+    /// Keras `class_weight`: class index (as a string) to the weight of its rows' loss.
+    #[serde(default)]
+    pub class_weight: Option<BTreeMap<String, f64>>,
+}
+
+fn default_epochs() -> usize {
+    1
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    pub layers: Vec<LayerSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LayerSpec {
+    /// Optional first layer declaring the feature count (Keras `Input(shape=...)`).
+    Input(InputSpec),
+    Dense(DenseSpec),
+    Dropout(DropoutSpec),
+    Normalization(NormalizationSpec),
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    pub shape: Vec<usize>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DenseSpec {
+    #[schema(minimum = 1)]
+    pub units: usize,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "default_true")]
+    pub use_bias: bool,
+    #[serde(default)]
+    pub kernel_initializer: Initializer,
+    #[serde(default)]
+    pub kernel_regularizer: Option<RegularizerSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutSpec {
+    /// Fraction of activations zeroed during training, in [0, 1).
+    #[schema(minimum = 0, exclusive_maximum = 1)]
+    pub rate: f64,
+}
+
+/// Keras `Normalization` after `adapt` on the training split; no options.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizationSpec {}
+
+/// `{"l1": x, "l2": y}`: adds `l1·Σ|w| + l2·Σw²` of the kernel to the loss.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegularizerSpec {
+    #[serde(default)]
+    pub l1: f64,
+    #[serde(default)]
+    pub l2: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Linear,
+    Sigmoid,
+    Relu,
+    Tanh,
+    Softmax,
+    LeakyRelu,
+    Elu,
+    Gelu,
+    Softplus,
+    Swish,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Initializer {
+    #[default]
+    GlorotUniform,
+    GlorotNormal,
+    HeUniform,
+    HeNormal,
+    LecunNormal,
+    Zeros,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LossKind {
+    #[serde(alias = "mse")]
+    MeanSquaredError,
+    #[serde(alias = "mae")]
+    MeanAbsoluteError,
+    Huber,
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricKind {
+    #[serde(alias = "acc")]
+    Accuracy,
+    #[serde(alias = "mean_absolute_error")]
+    Mae,
+    #[serde(alias = "mean_squared_error")]
+    Mse,
+    #[serde(alias = "root_mean_squared_error")]
+    Rmse,
+}
+
+impl MetricKind {
+    /// The key in epoch records (`val_` prefixed for validation).
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::Accuracy => "accuracy",
+            MetricKind::Mae => "mae",
+            MetricKind::Mse => "mse",
+            MetricKind::Rmse => "rmse",
+        }
+    }
+}
+
+/// One batch size, or a non-empty list of sizes to try (each at least 1).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(untagged)]
+pub enum BatchSize {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl utoipa::PartialSchema for BatchSize {
+    fn schema() -> RefOr<Schema> {
+        let size = || {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+        };
+        OneOfBuilder::new()
+            .item(size())
+            .item(ArrayBuilder::new().items(size()).min_items(Some(1)))
+            .description(Some(
+                "One batch size, or several to try (one trial each); default 32.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for BatchSize {}
+
+impl Default for BatchSize {
+    fn default() -> Self {
+        BatchSize::One(32)
+    }
+}
+
+impl BatchSize {
+    pub fn sizes(&self) -> Vec<usize> {
+        match self {
+            BatchSize::One(n) => vec![*n],
+            BatchSize::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// Whether a smaller or a larger monitored value is better.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeSpec {
+    /// Max for accuracy, min for everything else (Keras).
+    #[default]
+    Auto,
+    Min,
+    Max,
+}
+
+/// Keras `EarlyStopping`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStoppingSpec {
+    #[serde(default = "default_monitor")]
+    pub monitor: String,
+    #[serde(default)]
+    pub mode: ModeSpec,
+    #[serde(default)]
+    pub min_delta: f64,
+    #[serde(default)]
+    pub patience: usize,
+    #[serde(default)]
+    pub baseline: Option<f64>,
+    #[serde(default)]
+    pub start_from_epoch: usize,
+    #[serde(default)]
+    pub restore_best_weights: bool,
+}
+
+/// Keras `ReduceLROnPlateau`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReduceLrSpec {
+    #[serde(default = "default_monitor")]
+    pub monitor: String,
+    #[serde(default)]
+    pub mode: ModeSpec,
+    /// New rate = rate · factor, in (0, 1); default 0.1.
+    #[serde(default = "default_factor")]
+    pub factor: f64,
+    #[serde(default = "default_rlr_patience")]
+    pub patience: usize,
+    #[serde(default = "default_rlr_min_delta")]
+    pub min_delta: f64,
+    #[serde(default)]
+    pub cooldown: usize,
+    #[serde(default)]
+    pub min_lr: f64,
+}
+
+fn default_monitor() -> String {
+    "val_loss".to_owned()
+}
+
+fn default_factor() -> f64 {
+    0.1
+}
+
+fn default_rlr_patience() -> usize {
+    10
+}
+
+fn default_rlr_min_delta() -> f64 {
+    1e-4
+}

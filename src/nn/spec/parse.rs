@@ -1,0 +1,65 @@
+//! Parsing a spec from JSON with the path of the first problem in the message.
+
+use crate::nn::error::SpecError;
+use crate::nn::spec::{DenseSpec, DropoutSpec, InputSpec, NormalizationSpec, TrainingSpec};
+
+impl TrainingSpec {
+    /// Parse JSON, naming the path of the first problem (`model.layers[1].activation: ...`).
+    pub fn from_json(text: &str) -> Result<TrainingSpec, SpecError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| SpecError::Parse {
+                path: ".".to_owned(),
+                message: e.to_string(),
+            })?;
+        // serde buffers internally tagged enums and loses the path inside them, so each
+        // layer's body is checked on its own first to name the exact field.
+        if let Some(layers) = value
+            .pointer("/model/layers")
+            .and_then(serde_json::Value::as_array)
+        {
+            for (i, layer) in layers.iter().enumerate() {
+                check_layer_body(layer).map_err(|e| SpecError::Parse {
+                    path: format!("model.layers[{i}]{}", e.0),
+                    message: e.1,
+                })?;
+            }
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| SpecError::Parse {
+            path: e.path().to_string(),
+            message: e.inner().to_string(),
+        })
+    }
+}
+
+/// (".field" suffix, message) of the first problem in one layer object's body.
+fn check_layer_body(layer: &serde_json::Value) -> Result<(), (String, String)> {
+    let Some(object) = layer.as_object() else {
+        return Ok(());
+    };
+    let mut body = object.clone();
+    let kind = body.remove("type");
+    let body = serde_json::Value::Object(body);
+    fn check<T: serde::de::DeserializeOwned>(
+        body: serde_json::Value,
+    ) -> Result<(), (String, String)> {
+        serde_path_to_error::deserialize::<_, T>(body)
+            .map(drop)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let suffix = if path == "." {
+                    String::new()
+                } else {
+                    format!(".{path}")
+                };
+                (suffix, e.inner().to_string())
+            })
+    }
+    match kind.as_ref().and_then(serde_json::Value::as_str) {
+        Some("dense") => check::<DenseSpec>(body),
+        Some("dropout") => check::<DropoutSpec>(body),
+        Some("normalization") => check::<NormalizationSpec>(body),
+        Some("input") => check::<InputSpec>(body),
+        // Unknown or missing types are reported by the full parse.
+        _ => Ok(()),
+    }
+}
