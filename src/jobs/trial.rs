@@ -24,7 +24,7 @@ pub(super) struct Trial {
 }
 
 /// What the training thread reports, in order.
-enum Progress {
+enum TrialReport {
     /// The checkpoint could not be resumed (e.g. written by another engine version): the
     /// trial starts over, so its stored epochs must go first.
     Restarted {
@@ -94,7 +94,7 @@ impl Trial {
             if let Some(checkpoint) = resume {
                 match train(Some(&checkpoint.state), &mut observer) {
                     Err(TrainError::Checkpoint(reason)) => {
-                        let _ = observer.progress.send(Progress::Restarted { reason });
+                        let _ = observer.progress.send(TrialReport::Restarted { reason });
                     }
                     other => return other,
                 }
@@ -118,14 +118,14 @@ impl Trial {
         }
     }
 
-    async fn store(&self, inner: &Inner, report: Progress) -> Result<(), JobError> {
+    async fn store(&self, inner: &Inner, report: TrialReport) -> Result<(), JobError> {
         let FinishedEpoch {
             record,
             state,
             overfitting,
         } = match report {
-            Progress::Epoch(epoch) => epoch,
-            Progress::Restarted { reason } => {
+            TrialReport::Epoch(epoch) => epoch,
+            TrialReport::Restarted { reason } => {
                 tracing::warn!(trial = self.index, %reason, "checkpoint unusable; the trial starts over");
                 inner.store.reset_trial(self.job, self.index).await?;
                 return Ok(());
@@ -155,14 +155,14 @@ impl Trial {
 
 /// Hands finished epochs to the async side without blocking training on the database.
 struct Observer {
-    progress: mpsc::UnboundedSender<Progress>,
+    progress: mpsc::UnboundedSender<TrialReport>,
     /// User cancellation, shutdown, storage failure.
     stop: [Arc<AtomicBool>; 3],
 }
 
 impl FitObserver for Observer {
     fn on_epoch_end(&mut self, record: &EpochRecord, state: &TrainingState) {
-        let _ = self.progress.send(Progress::Epoch(FinishedEpoch {
+        let _ = self.progress.send(TrialReport::Epoch(FinishedEpoch {
             record: record.clone(),
             state: state.to_bytes(),
             overfitting: state.overfitting_epoch(),

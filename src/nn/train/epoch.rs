@@ -13,7 +13,7 @@ use crate::nn::optim::{Optimizer, Step};
 use crate::nn::spec::check::ValidSpec;
 use crate::nn::spec::{LossKind, MetricKind};
 use crate::nn::train::state::TrainingState;
-use crate::nn::train::step::{self, shard_count, Job};
+use crate::nn::train::step::{self, shard_count, TrainingStep};
 use crate::nn::train::{FitObserver, FitOptions};
 
 /// The buffers of one fit, allocated once and reused by every batch.
@@ -90,7 +90,7 @@ impl EpochLoop {
             let rows = self.batch.rows;
             let (x, y) = (self.batch.x(), self.batch.y());
             let weights = self.has_class_weights.then(|| &self.batch.w[..rows]);
-            let job = Job {
+            let batch_step = TrainingStep {
                 x,
                 y,
                 weights,
@@ -98,7 +98,7 @@ impl EpochLoop {
                 loss: self.loss,
                 threads: self.threads,
             };
-            let sum = step::forward_backward(net, &mut self.shards, &job);
+            let sum = step::forward_backward(net, &mut self.shards, &batch_step);
             let batch_loss = sum / rows as f64 + net.penalty();
             if !batch_loss.is_finite() {
                 return Err(TrainError::Diverged {

@@ -50,7 +50,7 @@ pub(crate) fn rows_of(i: usize, n: usize, rows: usize) -> Range<usize> {
 }
 
 /// One training batch, as every shard sees it.
-pub(crate) struct Job<'a> {
+pub(crate) struct TrainingStep<'a> {
     pub x: ArrayView2<'a, f32>,
     pub y: ArrayView2<'a, f32>,
     /// Per-row loss weights (class weights).
@@ -65,16 +65,16 @@ pub(crate) struct Job<'a> {
 /// Forward, loss and backward of the whole batch into `shards` (one workspace per
 /// shard): each shard's gradients are its part of the batch-mean gradient, so they
 /// add up to the batch's. Returns Σ loss over the batch.
-pub(crate) fn forward_backward(net: &Network, shards: &mut [Workspace], job: &Job<'_>) -> f64 {
+pub(crate) fn forward_backward(net: &Network, shards: &mut [Workspace], batch_step: &TrainingStep<'_>) -> f64 {
     let n = shards.len();
-    let rows = job.x.nrows();
+    let rows = batch_step.x.nrows();
     // Threads beyond one per shard go to each shard's products (gemm gives the same
     // bits on any thread count).
-    let each = (job.threads / n).max(1);
-    let one = |i: usize, ws: &mut Workspace| run_one(net, ws, job, rows_of(i, n, rows), each);
+    let each = (batch_step.threads / n).max(1);
+    let one = |i: usize, ws: &mut Workspace| run_one(net, ws, batch_step, rows_of(i, n, rows), each);
     let mut sums = [0.0f64; MAX_SHARDS];
     match shards {
-        [a, b] if job.threads > 1 => (sums[0], sums[1]) = rayon::join(|| one(0, a), || one(1, b)),
+        [a, b] if batch_step.threads > 1 => (sums[0], sums[1]) = rayon::join(|| one(0, a), || one(1, b)),
         _ => {
             for (i, ws) in shards.iter_mut().enumerate() {
                 sums[i] = one(i, ws);
@@ -87,28 +87,28 @@ pub(crate) fn forward_backward(net: &Network, shards: &mut [Workspace], job: &Jo
 fn run_one(
     net: &Network,
     ws: &mut Workspace,
-    job: &Job<'_>,
+    batch_step: &TrainingStep<'_>,
     range: Range<usize>,
     threads: usize,
 ) -> f64 {
     let rows = range.len();
-    let x = job.x.slice(s![range.clone(), ..]);
+    let x = batch_step.x.slice(s![range.clone(), ..]);
     let key = MaskKey {
-        key: job.key,
+        key: batch_step.key,
         first_row: range.start,
     };
     net.forward(x, ws, Some(key), threads);
     let out = ws.layers.last_mut().expect("at least one layer");
     let sum = loss_sum_of_batch(
-        job.loss,
+        batch_step.loss,
         out.z.slice(s![..rows, ..]),
         out.a.slice(s![..rows, ..]),
-        job.y.slice(s![range.clone(), ..]),
-        job.weights.map(|w| &w[range]),
+        batch_step.y.slice(s![range.clone(), ..]),
+        batch_step.weights.map(|w| &w[range]),
         Some(out.d.slice_mut(s![..rows, ..])),
-        job.x.nrows(),
+        batch_step.x.nrows(),
     );
-    net.backward(x, ws, job.loss.fused(), threads);
+    net.backward(x, ws, batch_step.loss.fused(), threads);
     sum
 }
 
@@ -182,7 +182,7 @@ mod tests {
             let x = Array2::from_shape_fn((rows, 6), |_| rng.normal() as f32);
             let y = Array2::from_shape_fn((rows, 1), |(r, _)| (r % 3) as f32);
             let w: Vec<f32> = (0..rows).map(|r| 0.5 + (r % 4) as f32 * 0.25).collect();
-            let job = Job {
+            let batch_step = TrainingStep {
                 x: x.view(),
                 y: y.view(),
                 weights: Some(&w),
@@ -190,8 +190,8 @@ mod tests {
                 loss: LossKind::SparseCategoricalCrossentropy,
                 threads,
             };
-            let s1 = forward_backward(&net, &mut whole, &job);
-            let s2 = forward_backward(&net, &mut split, &job);
+            let s1 = forward_backward(&net, &mut whole, &batch_step);
+            let s2 = forward_backward(&net, &mut split, &batch_step);
             assert!((s1 - s2).abs() < 1e-9 * s1.abs(), "{s1} vs {s2}");
             for (i, g) in whole[0].grads.iter().enumerate() {
                 let Some(g) = g else { continue };
