@@ -34,28 +34,8 @@ impl Normalization {
         width: usize,
         rows: impl Iterator<Item = ArrayView1<'a, f32>>,
     ) -> Normalization {
-        let mut sum = vec![0.0f64; width];
-        let mut sq = vec![0.0f64; width];
-        let mut n = 0usize;
         let rows: Vec<ArrayView1<f32>> = rows.collect();
-        for r in &rows {
-            for (s, &v) in sum.iter_mut().zip(r) {
-                *s += f64::from(v);
-            }
-            n += 1;
-        }
-        let count = n.max(1) as f64;
-        let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
-        // Two passes: the one-pass formula loses precision for large offsets.
-        for r in &rows {
-            for ((q, &v), m) in sq.iter_mut().zip(r).zip(&mean) {
-                let d = f64::from(v) - m;
-                *q += d * d;
-            }
-        }
-        let mean = mean.iter().map(|&m| m as f32).collect();
-        let variance = sq.iter().map(|q| (q / count) as f32).collect();
-        Normalization::from_stats(mean, variance)
+        Normalization::from_moments(&Moments::of_part(width, rows.iter().map(|r| r.iter())))
     }
 
     pub fn width(&self) -> usize {
@@ -108,35 +88,47 @@ impl Moments {
         }
     }
 
+    /// The moments of one part, in two passes: the one-pass formula loses precision for
+    /// large offsets.
+    fn of_part<'r, R: IntoIterator<Item = &'r f32>>(
+        width: usize,
+        rows: impl Iterator<Item = R> + Clone,
+    ) -> Moments {
+        let mut mean = vec![0.0f64; width];
+        let mut n = 0usize;
+        for r in rows.clone() {
+            for (s, &v) in mean.iter_mut().zip(r) {
+                *s += f64::from(v);
+            }
+            n += 1;
+        }
+        let count = n.max(1) as f64;
+        mean.iter_mut().for_each(|m| *m /= count);
+        let mut m2 = vec![0.0f64; width];
+        for r in rows {
+            for ((q, &v), m) in m2.iter_mut().zip(r).zip(&mean) {
+                let d = f64::from(v) - m;
+                *q += d * d;
+            }
+        }
+        Moments { n, mean, m2 }
+    }
+
     /// Adds one part's rows (each at least `width` long; the rest is ignored).
     pub fn add_part(&mut self, rows: &[&[f32]]) {
         if rows.is_empty() {
             return;
         }
         let width = self.mean.len();
-        let nb = rows.len() as f64;
-        let mut mean_b = vec![0.0f64; width];
-        for r in rows {
-            for (s, &v) in mean_b.iter_mut().zip(&r[..width]) {
-                *s += f64::from(v);
-            }
-        }
-        mean_b.iter_mut().for_each(|m| *m /= nb);
-        let mut m2_b = vec![0.0f64; width];
-        for r in rows {
-            for ((q, &v), m) in m2_b.iter_mut().zip(&r[..width]).zip(&mean_b) {
-                let d = f64::from(v) - m;
-                *q += d * d;
-            }
-        }
-        let na = self.n as f64;
+        let part = Moments::of_part(width, rows.iter().map(|r| &r[..width]));
+        let (na, nb) = (self.n as f64, part.n as f64);
         let n = na + nb;
         for j in 0..width {
-            let delta = mean_b[j] - self.mean[j];
+            let delta = part.mean[j] - self.mean[j];
             self.mean[j] += delta * nb / n;
-            self.m2[j] += m2_b[j] + delta * delta * na * nb / n;
+            self.m2[j] += part.m2[j] + delta * delta * na * nb / n;
         }
-        self.n += rows.len();
+        self.n += part.n;
     }
 }
 

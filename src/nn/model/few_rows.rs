@@ -4,27 +4,24 @@
 //! instead a sum of kernel rows scaled by the inputs, read straight from cache, and inputs
 //! that are 0 (most of a CSV-born row) are skipped at no cost in accuracy.
 
-use std::cell::RefCell;
-
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::nn::layers::{Dense, Normalization};
 use crate::nn::model::network::{Layer, Network};
+use crate::nn::model::scratch::RowBuffers;
 use crate::nn::spec::Activation;
 
 /// Up to this many rows, `Model::predict` goes row by row; from here on gemm's blocked
 /// product, which reads each kernel once per block of rows, is faster.
 pub(crate) const MAX_ROWS: usize = 4;
 
-thread_local! {
-    /// Two activation buffers, a pre-activation buffer and the positions of an input's
-    /// non-zero values, reused by every call on a thread.
-    static SCRATCH: RefCell<([Vec<f32>; 3], Vec<u32>)> =
-        const { RefCell::new(([Vec::new(), Vec::new(), Vec::new()], Vec::new())) };
-}
-
 /// The forward pass (dropout off) of each row of `x` into the same row of `out`.
-pub(crate) fn forward_rows(net: &Network, x: ArrayView2<'_, f32>, mut out: ArrayViewMut2<'_, f32>) {
+pub(crate) fn forward_rows(
+    net: &Network,
+    x: ArrayView2<'_, f32>,
+    mut out: ArrayViewMut2<'_, f32>,
+    buffers: &mut RowBuffers,
+) {
     let widest = net
         .layers
         .iter()
@@ -33,40 +30,34 @@ pub(crate) fn forward_rows(net: &Network, x: ArrayView2<'_, f32>, mut out: Array
             (w, max.max(w))
         })
         .1;
-    SCRATCH.with_borrow_mut(|([a, b, z], nonzero)| {
-        for buf in [&mut *a, &mut *b, &mut *z] {
-            buf.resize(widest, 0.0);
+    let RowBuffers { a, b, z, nonzero } = buffers;
+    for buf in [&mut *a, &mut *b, &mut *z] {
+        buf.resize(widest, 0.0);
+    }
+    nonzero.resize(widest, 0);
+    for (row, mut target) in x.rows().into_iter().zip(out.rows_mut()) {
+        let mut width = row.len();
+        match row.as_slice() {
+            Some(values) => a[..width].copy_from_slice(values),
+            None => a.iter_mut().zip(row).for_each(|(a, v)| *a = *v),
         }
-        nonzero.resize(widest, 0);
-        for (row, mut target) in x.rows().into_iter().zip(out.rows_mut()) {
-            let mut width = row.len();
-            match row.as_slice() {
-                Some(values) => a[..width].copy_from_slice(values),
-                None => a.iter_mut().zip(row).for_each(|(a, v)| *a = *v),
-            }
-            for layer in &net.layers {
-                match layer {
-                    Layer::Normalization(n) => normalize(n, &a[..width], &mut b[..width]),
-                    Layer::Dense(d) => {
-                        let units = d.units();
-                        dense(d, &a[..width], nonzero, &mut z[..units]);
-                        Activation::forward_block(
-                            d.activation,
-                            &z[..units],
-                            &mut b[..units],
-                            units,
-                        );
-                        width = units;
-                    }
-                    Layer::Dropout(_) => continue,
+        for layer in &net.layers {
+            match layer {
+                Layer::Normalization(n) => normalize(n, &a[..width], &mut b[..width]),
+                Layer::Dense(d) => {
+                    let units = d.units();
+                    dense(d, &a[..width], nonzero, &mut z[..units]);
+                    Activation::forward_block(d.activation, &z[..units], &mut b[..units], units);
+                    width = units;
                 }
-                std::mem::swap(a, b);
+                Layer::Dropout(_) => continue,
             }
-            for (t, v) in target.iter_mut().zip(&a[..width]) {
-                *t = *v;
-            }
+            std::mem::swap(a, b);
         }
-    });
+        for (t, v) in target.iter_mut().zip(&a[..width]) {
+            *t = *v;
+        }
+    }
 }
 
 fn normalize(n: &Normalization, x: &[f32], out: &mut [f32]) {
@@ -249,7 +240,7 @@ mod tests {
         };
         let x = array![[2.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]];
         let mut out = Array2::from_elem((3, 1), f32::NAN);
-        forward_rows(&net, x.view(), out.view_mut());
+        forward_rows(&net, x.view(), out.view_mut(), &mut RowBuffers::default());
         // [2,1,0]: z = [5.5, -2] → [5.5, 0] → 5.5; [1,1,1]: z = [9.5, 2] → 7.5;
         // [0,0,0]: z = [0.5, -10] → [0.5, 0] → 0.5.
         assert_eq!(out, array![[5.5], [7.5], [0.5]]);
@@ -281,7 +272,7 @@ mod tests {
             ],
         };
         let mut out = Array2::from_elem((3, 70), f32::NAN);
-        forward_rows(&net, x.view(), out.view_mut());
+        forward_rows(&net, x.view(), out.view_mut(), &mut RowBuffers::default());
         let plain = |input: &[f32], kernel: &Array2<f32>| -> Vec<f32> {
             (0..kernel.ncols())
                 .map(|j| {

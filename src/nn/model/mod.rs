@@ -20,7 +20,7 @@ use crate::nn::data::{check_targets, first_non_finite, Samples};
 use crate::nn::error::ModelError;
 use crate::nn::memory::{predict_memory, MemoryEstimate};
 use crate::nn::model::network::{Network, Workspace};
-use crate::nn::model::scratch::WorkspacePool;
+use crate::nn::model::scratch::Scratch;
 use crate::nn::ops::alloc::zeros2;
 use crate::nn::ops::loss::loss_sum;
 use crate::nn::ops::metrics::{argmax, AccuracyKind, Tally};
@@ -59,11 +59,19 @@ pub struct Evaluation {
 pub(crate) const CHUNK_ROWS: usize = 1024;
 
 /// A trained network with the spec it was trained with. Clone + Send + Sync.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Model {
     spec: TrainingSpec,
     pub(crate) net: Network,
-    workspaces: WorkspacePool,
+    scratch: Scratch,
+}
+
+/// Two models are equal when their specs and weights are: scratch buffers are not part of
+/// what a model is.
+impl PartialEq for Model {
+    fn eq(&self, other: &Self) -> bool {
+        self.spec == other.spec && self.net == other.net
+    }
 }
 
 impl Model {
@@ -71,7 +79,7 @@ impl Model {
         Model {
             spec,
             net,
-            workspaces: WorkspacePool::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -128,10 +136,12 @@ impl Model {
         let rows = x.nrows();
         let mut out = zeros2((rows, self.output_width()), "predictions")?;
         if rows <= few_rows::MAX_ROWS {
-            few_rows::forward_rows(&self.net, x, out.view_mut());
+            self.scratch.with_row_buffers(|buffers| {
+                few_rows::forward_rows(&self.net, x, out.view_mut(), buffers)
+            });
             return Ok(out);
         }
-        let mut ws = self.workspaces.take(&self.net, rows.clamp(1, CHUNK_ROWS))?;
+        let mut ws = self.scratch.take(&self.net, rows.clamp(1, CHUNK_ROWS))?;
         for start in (0..rows).step_by(CHUNK_ROWS) {
             let end = (start + CHUNK_ROWS).min(rows);
             self.net
@@ -139,7 +149,7 @@ impl Model {
             out.slice_mut(s![start..end, ..])
                 .assign(&self.net.output(&ws, end - start));
         }
-        self.workspaces.give(ws);
+        self.scratch.give(ws);
         Ok(out)
     }
 

@@ -1,6 +1,6 @@
-//! Inference workspaces kept with a model between predicts. A fresh workspace for a
-//! 500-row half of a W1 predict is ~2 MB of zeroed pages: faulted in, zeroed and unmapped again
-//! on every request.
+//! Scratch buffers kept with a model between predicts, for both prediction paths: the
+//! gemm path's workspaces and the few-rows path's row buffers. A fresh workspace is megabytes
+//! of zeroed pages that would be faulted in, zeroed and unmapped again on every request.
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -15,13 +15,45 @@ const KEEP: usize = 2;
 /// wide model does not pin hundreds of megabytes.
 const KEEP_MAX_BYTES: usize = 16 << 20;
 
+/// Buffers for the row-by-row path: two activation buffers, a pre-activation buffer and the
+/// positions of an input's non-zero values.
 #[derive(Default)]
-pub(crate) struct WorkspacePool(Mutex<Vec<Workspace>>);
+pub(crate) struct RowBuffers {
+    pub a: Vec<f32>,
+    pub b: Vec<f32>,
+    pub z: Vec<f32>,
+    pub nonzero: Vec<u32>,
+}
 
-impl WorkspacePool {
+#[derive(Default)]
+pub(crate) struct Scratch {
+    workspaces: Mutex<Vec<Workspace>>,
+    rows: Mutex<Vec<RowBuffers>>,
+}
+
+impl Scratch {
+    /// Row buffers for the few-rows path, returned after `f`.
+    pub fn with_row_buffers<T>(&self, f: impl FnOnce(&mut RowBuffers) -> T) -> T {
+        let taken = self
+            .rows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut buffers = taken.unwrap_or_default();
+        let result = f(&mut buffers);
+        let mut kept = self.rows.lock().unwrap_or_else(PoisonError::into_inner);
+        if kept.len() < KEEP {
+            kept.push(buffers);
+        }
+        result
+    }
+
     /// A workspace for a forward pass (no training) of up to `rows` rows.
     pub fn take(&self, net: &Network, rows: usize) -> Result<Workspace, OutOfMemory> {
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match kept.iter().position(|ws| ws.capacity() >= rows) {
             Some(i) => Ok(kept.swap_remove(i)),
             None => Workspace::new(net, rows, false),
@@ -32,7 +64,10 @@ impl WorkspacePool {
         if ws.bytes() > KEEP_MAX_BYTES {
             return;
         }
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = self
+            .workspaces
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if kept.len() < KEEP {
             kept.push(ws);
         }
@@ -40,22 +75,15 @@ impl WorkspacePool {
 }
 
 /// A clone starts with no buffers of its own.
-impl Clone for WorkspacePool {
+impl Clone for Scratch {
     fn clone(&self) -> Self {
-        WorkspacePool::default()
+        Scratch::default()
     }
 }
 
-/// Buffers are not part of what a model is.
-impl PartialEq for WorkspacePool {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-
-impl fmt::Debug for WorkspacePool {
+impl fmt::Debug for Scratch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("WorkspacePool")
+        f.write_str("Scratch")
     }
 }
 
@@ -83,7 +111,7 @@ mod tests {
 
     #[test]
     fn a_kept_workspace_serves_any_request_it_can_hold() {
-        let (net, pool) = (net(), WorkspacePool::default());
+        let (net, pool) = (net(), Scratch::default());
         let ws = pool.take(&net, 100).unwrap();
         assert_eq!(ws.capacity(), 100);
         pool.give(ws);
@@ -100,10 +128,14 @@ mod tests {
         for _ in 0..3 {
             pool.give(Workspace::new(&net, 10, false).unwrap());
         }
-        assert_eq!(pool.0.lock().unwrap().len(), KEEP);
+        assert_eq!(pool.workspaces.lock().unwrap().len(), KEEP);
         pool.give(Workspace::new(&net, KEEP_MAX_BYTES, false).unwrap());
         assert!(
-            pool.0.lock().unwrap().iter().all(|ws| ws.capacity() == 10),
+            pool.workspaces
+                .lock()
+                .unwrap()
+                .iter()
+                .all(|ws| ws.capacity() == 10),
             "too big to keep"
         );
     }

@@ -65,16 +65,23 @@ pub(crate) struct TrainingStep<'a> {
 /// Forward, loss and backward of the whole batch into `shards` (one workspace per
 /// shard): each shard's gradients are its part of the batch-mean gradient, so they
 /// add up to the batch's. Returns Σ loss over the batch.
-pub(crate) fn forward_backward(net: &Network, shards: &mut [Workspace], batch_step: &TrainingStep<'_>) -> f64 {
+pub(crate) fn forward_backward(
+    net: &Network,
+    shards: &mut [Workspace],
+    batch_step: &TrainingStep<'_>,
+) -> f64 {
     let n = shards.len();
     let rows = batch_step.x.nrows();
     // Threads beyond one per shard go to each shard's products (gemm gives the same
     // bits on any thread count).
     let each = (batch_step.threads / n).max(1);
-    let one = |i: usize, ws: &mut Workspace| run_one(net, ws, batch_step, rows_of(i, n, rows), each);
+    let one =
+        |i: usize, ws: &mut Workspace| run_one(net, ws, batch_step, rows_of(i, n, rows), each);
     let mut sums = [0.0f64; MAX_SHARDS];
     match shards {
-        [a, b] if batch_step.threads > 1 => (sums[0], sums[1]) = rayon::join(|| one(0, a), || one(1, b)),
+        [a, b] if batch_step.threads > 1 => {
+            (sums[0], sums[1]) = rayon::join(|| one(0, a), || one(1, b))
+        }
         _ => {
             for (i, ws) in shards.iter_mut().enumerate() {
                 sums[i] = one(i, ws);
