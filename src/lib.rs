@@ -14,7 +14,6 @@ pub mod ingest;
 pub mod jobs;
 /// Trained models cached in memory for serving.
 pub mod models;
-/// The numerical core: Keras-style dense networks (no I/O, no async).
 pub mod nn;
 /// The SQLite repository: all SQL lives here.
 pub mod store;
