@@ -105,7 +105,7 @@ impl From<Job> for JobView {
             best_batch_size: job.best_trial.and_then(|t| job.batch_sizes.get(t).copied()),
             batch_sizes: job.batch_sizes,
             monitor: job.monitor,
-            monitor_mode: if job.maximize { "max" } else { "min" }.into(),
+            monitor_mode: job.mode.name().into(),
             best_epoch: job.best_epoch,
             best_value: job.best_value,
             stopped_early: job.stopped_early,
@@ -177,22 +177,9 @@ async fn create_job(
         other => other?,
     };
     let valid = spec.validate(&jobs::data_shape(&dataset))?;
-    let train_rows = (dataset.rows as f64 * (1.0 - spec.validation_split)).floor() as usize;
-    if train_rows == 0 || (spec.validation_split > 0.0 && train_rows == dataset.rows) {
-        return Err(Error::Unprocessable(format!(
-            "validation_split {} leaves {train_rows} training and {} validation rows of the dataset's {}",
-            spec.validation_split,
-            dataset.rows - train_rows,
-            dataset.rows
-        )));
-    }
     let normalized =
         serde_json::to_value(valid.spec()).map_err(|e| Error::Internal(e.to_string()))?;
-    let split = (train_rows, dataset.rows - train_rows);
-    let job = state
-        .scheduler
-        .submit(&dataset, &valid, split, normalized)
-        .await?;
+    let job = state.scheduler.submit(&dataset, &valid, normalized).await?;
     Ok(created(job))
 }
 

@@ -76,7 +76,7 @@ fn metrics(job: Job, rows: Vec<EpochRow>) -> Result<MetricsView> {
     let mut best: Option<(&EpochRow, f64)> = None;
     for (row, record) in &records {
         if let Some(value) = record.get(&job.monitor) {
-            let better = best.is_none_or(|(_, b)| if job.maximize { value > b } else { value < b });
+            let better = best.is_none_or(|(_, b)| job.mode.better(value, b));
             if better {
                 best = Some((row, value));
             }

@@ -18,7 +18,7 @@ use tokio::sync::{watch, Notify, Semaphore};
 use uuid::Uuid;
 
 use crate::models::ModelCache;
-use crate::nn::{human, training_memory, DataShape, MemoryEstimate, Mode, ValidSpec};
+use crate::nn::{human, training_memory, DataShape, MemoryEstimate, ValidSpec};
 use crate::store::{Dataset, Job, JobStatus, NewJob, Store, StoreError, MAX_CRASHES};
 
 /// How much the scheduler runs and admits.
@@ -158,9 +158,9 @@ impl Scheduler {
         &self,
         dataset: &Dataset,
         spec: &ValidSpec,
-        (train_rows, validation_rows): (usize, usize),
         submitted: Value,
     ) -> Result<Job, SubmitError> {
+        let (train_rows, validation_rows) = spec.split_sizes();
         let limits = &self.inner.limits;
         let dataset_bytes = dataset_bytes(dataset);
         let budget = limits.dataset_memory_bytes as u64;
@@ -196,7 +196,7 @@ impl Scheduler {
                 batch_sizes: spec.batch_sizes().to_vec(),
                 epochs: spec.epochs(),
                 monitor: monitor.to_owned(),
-                maximize: matches!(mode, Mode::Max),
+                mode,
                 estimated_peak_bytes: estimate.bytes,
             })
             .await?;
@@ -245,6 +245,7 @@ fn dataset_bytes(dataset: &Dataset) -> u64 {
 /// What spec validation needs to know about a stored dataset.
 pub fn data_shape(dataset: &Dataset) -> DataShape {
     DataShape {
+        rows: dataset.rows,
         features: dataset.features(),
         targets: dataset.targets(),
         target_min: dataset.target_stats.iter().map(|s| s.min).collect(),

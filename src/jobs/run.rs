@@ -195,7 +195,7 @@ async fn keep_best(inner: &Arc<Inner>, job: &Job, dataset: &Dataset) -> Result<U
     let best = trials
         .iter()
         .reduce(|best, t| match (t.best_value, best.best_value) {
-            (Some(v), Some(b)) if (job.maximize && v > b) || (!job.maximize && v < b) => t,
+            (Some(v), Some(b)) if job.mode.better(v, b) => t,
             (Some(_), None) => t,
             _ => best,
         })

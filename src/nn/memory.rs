@@ -240,6 +240,7 @@ mod tests {
         );
         let spec = TrainingSpec::from_json(&text).expect("spec parses");
         let shape = DataShape {
+            rows: 1000,
             features,
             targets: outputs,
             target_min: vec![0.0; outputs],

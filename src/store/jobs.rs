@@ -6,6 +6,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::nn::Mode;
+
 use super::training::end_training;
 use super::{from_json, json, parse_id, Result, Store, StoreError};
 
@@ -62,7 +64,7 @@ pub struct Job {
     /// The quantity that picks the best epoch and trial ("val_loss", ...).
     pub monitor: String,
     /// Whether a larger monitored value is better.
-    pub maximize: bool,
+    pub mode: Mode,
     pub best_trial: Option<usize>,
     pub best_epoch: Option<usize>,
     pub best_value: Option<f64>,
@@ -149,7 +151,9 @@ impl TryFrom<JobRow> for Job {
             epochs: row.epochs as usize,
             epochs_done: row.epochs_done as usize,
             monitor: row.monitor,
-            maximize: row.monitor_mode == "max",
+            mode: Mode::from_name(&row.monitor_mode).ok_or_else(|| {
+                StoreError::Corrupt(format!("monitor mode {:?}", row.monitor_mode))
+            })?,
             best_trial: row.best_trial.map(|v| v as usize),
             best_epoch: row.best_epoch.map(|v| v as usize),
             best_value: row.best_value,
@@ -183,7 +187,7 @@ pub struct NewJob {
     pub batch_sizes: Vec<usize>,
     pub epochs: usize,
     pub monitor: String,
-    pub maximize: bool,
+    pub mode: Mode,
     pub estimated_peak_bytes: u64,
 }
 
@@ -204,7 +208,7 @@ impl Store {
         .bind(json(&new.batch_sizes))
         .bind(new.epochs as i64)
         .bind(&new.monitor)
-        .bind(if new.maximize { "max" } else { "min" })
+        .bind(new.mode.name())
         .bind(Utc::now())
         .bind(i64::try_from(new.estimated_peak_bytes).unwrap_or(i64::MAX))
         .fetch_optional(&self.pool)

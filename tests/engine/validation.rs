@@ -19,6 +19,7 @@ fn classifier() -> Value {
 
 fn shape(features: usize, labels_max: f64, integral: bool) -> DataShape {
     DataShape {
+        rows: 100,
         features,
         targets: 1,
         target_min: vec![0.0],
@@ -75,6 +76,7 @@ fn each_invalid_spec_names_its_field_and_value() {
                     s["model"]["layers"][2]["activation"] = json!("softmax");
                 },
                 &DataShape {
+                    rows: 100,
                     features: 4,
                     targets: 3,
                     target_min: vec![0.0; 3],
@@ -187,6 +189,7 @@ fn each_invalid_spec_names_its_field_and_value() {
             rejection_for(
                 |_| {},
                 &DataShape {
+                    rows: 100,
                     features: 4,
                     targets: 2,
                     target_min: vec![0.0],

@@ -32,6 +32,8 @@ impl<'a> Samples<'a> {
 /// The service computes it once at upload and stores it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
 pub struct DataShape {
+    /// Labelled rows, before any validation split.
+    pub rows: usize,
     pub features: usize,
     pub targets: usize,
     /// Per target column: min, max, and whether every value is an integer.
@@ -56,6 +58,7 @@ impl DataShape {
             }
         }
         DataShape {
+            rows: samples.rows(),
             features: samples.x.ncols(),
             targets,
             target_min: min,

@@ -13,6 +13,16 @@ pub(crate) struct Split {
     pub validation: Vec<usize>,
 }
 
+/// Keras' sizes for `validation_split`: (training rows, validation rows), the training side
+/// rounded down.
+pub(crate) fn split_sizes(rows: usize, fraction: f64) -> (usize, usize) {
+    if fraction <= 0.0 {
+        return (rows, 0);
+    }
+    let train = ((rows as f64) * (1.0 - fraction)).floor() as usize;
+    (train, rows - train)
+}
+
 pub(crate) fn split(rows: usize, fraction: f64, seed: u64) -> Split {
     if fraction <= 0.0 {
         return Split {
@@ -20,7 +30,7 @@ pub(crate) fn split(rows: usize, fraction: f64, seed: u64) -> Split {
             validation: Vec::new(),
         };
     }
-    let train_rows = ((rows as f64) * (1.0 - fraction)).floor() as usize;
+    let (train_rows, _) = split_sizes(rows, fraction);
     let mut order: Vec<usize> = (0..rows).collect();
     Rng::new(seed, Stream::Split).shuffle(&mut order);
     let (val, train) = order.split_at_mut(rows - train_rows);
@@ -39,11 +49,7 @@ pub(crate) fn split(rows: usize, fraction: f64, seed: u64) -> Split {
 pub(crate) fn chunk_split(chunk_rows: &[usize], fraction: f64, seed: u64) -> Vec<bool> {
     let rows: usize = chunk_rows.iter().sum();
     let mut is_validation = vec![false; rows];
-    if fraction <= 0.0 {
-        return is_validation;
-    }
-    let train_rows = ((rows as f64) * (1.0 - fraction)).floor() as usize;
-    let mut needed = rows - train_rows;
+    let (_, mut needed) = split_sizes(rows, fraction);
     let first: Vec<usize> = chunk_rows
         .iter()
         .scan(0, |next, &n| {

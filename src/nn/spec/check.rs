@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::nn::data::split::split_sizes;
 use crate::nn::data::DataShape;
 use crate::nn::error::SpecError;
 use crate::nn::spec::check_model::{check_model, ModelFacts};
@@ -30,10 +31,26 @@ impl Mode {
     }
 
     /// Is `a` better than `b`? (Strictly: ties keep the earlier value.)
-    pub(crate) fn better(self, a: f64, b: f64) -> bool {
+    pub fn better(self, a: f64, b: f64) -> bool {
         match self {
             Mode::Min => a < b,
             Mode::Max => a > b,
+        }
+    }
+
+    /// The name Keras and the stored jobs use: `min` or `max`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Min => "min",
+            Mode::Max => "max",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Mode> {
+        match name {
+            "min" => Some(Mode::Min),
+            "max" => Some(Mode::Max),
+            _ => None,
         }
     }
 }
@@ -45,6 +62,7 @@ pub struct ValidSpec {
     batch_sizes: Vec<usize>,
     monitor: String,
     mode: Mode,
+    split_sizes: (usize, usize),
     pub(crate) facts: ModelFacts,
 }
 
@@ -59,6 +77,12 @@ impl ValidSpec {
 
     pub fn epochs(&self) -> usize {
         self.spec.epochs
+    }
+
+    /// (training rows, validation rows) that `validation_split` makes of the validated
+    /// dataset; neither is 0 when a split is asked for.
+    pub fn split_sizes(&self) -> (usize, usize) {
+        self.split_sizes
     }
 
     /// Target columns a training row carries: sparse labels are one class index, every
@@ -104,6 +128,16 @@ impl TrainingSpec {
         if !(0.0..1.0).contains(&split) {
             return Err(SpecError::range("validation_split", "in [0, 1)", split));
         }
+        let split_sizes = split_sizes(shape.rows, split);
+        if split_sizes.0 == 0 || (split > 0.0 && split_sizes.1 == 0) {
+            return Err(SpecError::Incompatible {
+                field: "validation_split".to_owned(),
+                reason: format!(
+                    "{split} leaves {} training and {} validation rows of the dataset's {}",
+                    split_sizes.0, split_sizes.1, shape.rows
+                ),
+            });
+        }
         check_metrics(&self.metrics, self.loss)?;
         let names = recorded_names(&self.metrics, split > 0.0);
         if let Some(es) = &self.early_stopping {
@@ -122,6 +156,7 @@ impl TrainingSpec {
             batch_sizes,
             monitor,
             mode,
+            split_sizes,
             facts,
         })
     }
