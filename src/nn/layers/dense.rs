@@ -146,7 +146,7 @@ impl Dense {
             matmul(grads.kernel.view_mut(), x.t(), d.view(), false, threads);
         } else {
             // Written as dZᵀ·X into the transposed [out, in] view of dW: with Xᵀ as the left
-            // operand instead, gemm's two-thread split of this shape runs ~1.5× slower.
+            // operand instead, gemm splits this shape poorly over two threads.
             matmul(
                 grads.kernel.view_mut().reversed_axes(),
                 d.t(),

@@ -1,7 +1,6 @@
 //! Inference for a handful of rows: each row through each dense layer as one vector–matrix
-//! product. gemm's blocked product packs the 784×256 kernel of W1 for every call, ~26 µs
-//! for a single row's three products; with the kernel stored [in, out], `x·W` for one row is
-//! instead a sum of kernel rows scaled by the inputs, read straight from cache, and inputs
+//! product. gemm's blocked product packs the whole kernel on every call, many times the
+//! arithmetic of one row; with the kernel stored [in, out], `x·W` for one row is instead a sum of kernel rows scaled by the inputs, read straight from cache, and inputs
 //! that are 0 (most of a CSV-born row) are skipped at no cost in accuracy.
 
 use ndarray::{ArrayView2, ArrayViewMut2};
@@ -104,8 +103,7 @@ fn list_nonzero(x: &[f32], first: usize, nonzero: &mut [u32], mut count: usize) 
     count
 }
 
-/// As `list_nonzero`, sixteen values per step: one compare, one compressing store. The
-/// scalar loop was a sixth of a one-row W1 forward pass.
+/// As `list_nonzero`, sixteen values per step: one compare, one compressing store.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn list_nonzero_avx512(x: &[f32], nonzero: &mut [u32]) -> usize {

@@ -36,7 +36,7 @@ pub(crate) fn matmul(
     if narrow(dst.view_mut(), a, b, accumulate) {
         return;
     }
-    // Waking the pool costs tens of µs, more than a small product takes; gemm keeps
+    // Waking the pool costs more than a small product takes; gemm keeps
     // the k order per element either way, so this choice changes no bit.
     let parallelism = if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MACS {
         Parallelism::Rayon(threads)
@@ -75,8 +75,8 @@ pub(crate) fn matmul(
 }
 
 /// Products no wider than one AVX-512 register: an output layer of up to 16 units and its
-/// kernel gradient. gemm packs and tiles for wide outputs, and took 8–10 µs a product for
-/// 64 rows of W1's 10-unit layer, many times the arithmetic. Here each output row is one
+/// kernel gradient. gemm packs and tiles for wide outputs, which costs many times the
+/// arithmetic of such a product. Here each output row is one
 /// masked register summed over k. Returns false (gemm's turn) for wider products, for a
 /// `b` or `dst` whose rows are not contiguous, and on CPUs without AVX-512.
 fn narrow(

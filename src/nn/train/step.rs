@@ -6,7 +6,7 @@
 //! The shard count depends only on the model and the batch size, never on the thread
 //! count: a job gives the same bits on one thread (the shards in turn) as on two, and
 //! does not depend on `--workers`. Splitting each small product across threads instead
-//! costs a fork-join per product (six per batch), which ate what it saved.
+//! would cost a fork-join per product (six per batch).
 
 use std::ops::Range;
 
@@ -21,8 +21,8 @@ use crate::nn::spec::LossKind;
 pub(crate) const MAX_SHARDS: usize = 2;
 /// A shard narrower than this runs its products at a poor fraction of GEMM's speed.
 const MIN_SHARD_ROWS: usize = 16;
-/// Below this many multiply-adds per batch forward, a fork-join (~10–30 µs) costs more
-/// than half the batch saves: W2 (batch 32, ~10k) stays whole, W1 (~30M) is split.
+/// Below this many multiply-adds per batch forward, a fork-join costs more than half the
+/// batch saves: W2 (batch 32, ~10k) stays whole, W1 (~30M) is split.
 const MIN_BATCH_MACS: usize = 1 << 22;
 
 /// How many shards a batch of `batch_size` rows is split into for `net`.
