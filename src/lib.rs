@@ -1,4 +1,6 @@
 //! nnserve: an HTTP service that trains dense neural networks and serves their predictions.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 /// The service assembled from its configuration (what `main` and the tests start).
 pub mod app;

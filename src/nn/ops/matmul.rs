@@ -90,8 +90,8 @@ fn narrow(
         let n = b.ncols();
         let contiguous_rows = b.strides()[1] == 1 && dst.strides()[1] == 1;
         if n <= NARROW_UNITS && contiguous_rows && is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has the feature; shapes were checked by `matmul`, and every
-            // pointer offset below stays inside the views' own rows and columns.
+            // SAFETY: the CPU has the feature, `matmul` checked the shapes, n fits a register
+            // and the rows of `b` and `dst` are contiguous: `narrow_avx512`'s contract.
             unsafe { narrow_avx512(dst, a, b, accumulate) };
             return true;
         }
@@ -104,6 +104,10 @@ fn narrow(
 pub(crate) const NARROW_UNITS: usize = 16;
 
 /// Eight output rows at a time, so that eight independent sums hide the FMA latency.
+///
+/// # Safety
+/// The CPU must have AVX-512F; `dst` must be `a.nrows() × b.ncols()`, `a.ncols() == b.nrows()`,
+/// `b.ncols() <= NARROW_UNITS`, and the rows of `b` and `dst` contiguous.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn narrow_avx512(
@@ -127,15 +131,19 @@ unsafe fn narrow_avx512(
     };
     let mut first = 0;
     while first < m {
-        first += match m - first {
-            8.. => product.rows::<8>(first),
-            7 => product.rows::<7>(first),
-            6 => product.rows::<6>(first),
-            5 => product.rows::<5>(first),
-            4 => product.rows::<4>(first),
-            3 => product.rows::<3>(first),
-            2 => product.rows::<2>(first),
-            _ => product.rows::<1>(first),
+        // SAFETY: each call covers rows `first..first + R` with `R <= m - first`, so every row
+        // it touches is a row of `a` and `dst`; the rest is this function's own contract.
+        first += unsafe {
+            match m - first {
+                8.. => product.rows::<8>(first),
+                7 => product.rows::<7>(first),
+                6 => product.rows::<6>(first),
+                5 => product.rows::<5>(first),
+                4 => product.rows::<4>(first),
+                3 => product.rows::<3>(first),
+                2 => product.rows::<2>(first),
+                _ => product.rows::<1>(first),
+            }
         };
     }
 }
@@ -158,28 +166,47 @@ struct Narrow {
 
 #[cfg(target_arch = "x86_64")]
 impl Narrow {
-    /// Rows `first..first + R` of `dst` (all inside it), each one masked register summed
-    /// over k in k order; returns R.
+    /// Rows `first..first + R` of `dst`, each one masked register summed over k in k order;
+    /// returns R.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, the pointers and strides must come from live views as
+    /// `narrow_avx512` requires, and `first + R` must not exceed the rows of `a` and `dst`.
     #[inline(always)]
     unsafe fn rows<const R: usize>(&self, first: usize) -> usize {
         use std::arch::x86_64::*;
         let first = first as isize;
-        let mut acc = [_mm512_setzero_ps(); R];
+        // Register-only intrinsics need only the CPU feature, which the contract gives.
+        // SAFETY: register-only.
+        let zero = unsafe { _mm512_setzero_ps() };
+        let mut acc = [zero; R];
         for p in 0..self.k as isize {
-            let bp = _mm512_maskz_loadu_ps(self.mask, self.b.offset(p * self.b_rs));
-            let ap = self.a.offset(first * self.a_rs + p * self.a_cs);
+            // SAFETY: row p < k of `b` is in the view; the mask loads only its first
+            // `b.ncols()` elements, which are contiguous.
+            let bp = unsafe { _mm512_maskz_loadu_ps(self.mask, self.b.offset(p * self.b_rs)) };
             for (r, sum) in acc.iter_mut().enumerate() {
-                let x = _mm512_set1_ps(*ap.offset(r as isize * self.a_rs));
-                *sum = _mm512_fmadd_ps(x, bp, *sum);
+                // SAFETY: element (first + r, p) of `a`: first + r < the rows of `a` by the
+                // caller's contract, p < k = its columns.
+                let value = unsafe {
+                    *self
+                        .a
+                        .offset((first + r as isize) * self.a_rs + p * self.a_cs)
+                };
+                // SAFETY: register-only, as above.
+                *sum = unsafe { _mm512_fmadd_ps(_mm512_set1_ps(value), bp, *sum) };
             }
         }
         for (r, &sum) in acc.iter().enumerate() {
-            let out = self.dst.offset((first + r as isize) * self.dst_rs);
-            let sum = match self.accumulate {
-                true => _mm512_add_ps(_mm512_maskz_loadu_ps(self.mask, out), sum),
-                false => sum,
-            };
-            _mm512_mask_storeu_ps(out, self.mask, sum);
+            // SAFETY: row first + r of `dst` is in the view (caller's contract); the mask
+            // touches only its first `b.ncols()` contiguous elements, the output columns.
+            unsafe {
+                let out = self.dst.offset((first + r as isize) * self.dst_rs);
+                let sum = match self.accumulate {
+                    true => _mm512_add_ps(_mm512_maskz_loadu_ps(self.mask, out), sum),
+                    false => sum,
+                };
+                _mm512_mask_storeu_ps(out, self.mask, sum);
+            }
         }
         R
     }
