@@ -13,6 +13,7 @@ use super::extract::{Body, Json, Path};
 use super::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonTargets};
 use crate::nn::{Evaluation, Samples};
+use crate::store::chunk_codec;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(evaluate))
@@ -143,12 +144,7 @@ fn labelled_matrix(
 fn csv_matrix(body: &[u8], options: &CsvOptions) -> Result<(Array2<f32>, Array2<f32>)> {
     let mut values = Vec::new();
     let parsed = ingest::parse_csv(body, options, |chunk| {
-        values.extend(
-            chunk
-                .data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        );
+        values.extend(chunk_codec::values(&chunk.data));
         Ok(())
     })?;
     let width = parsed.feature_names.len() + parsed.target_names.len();

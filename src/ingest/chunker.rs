@@ -1,7 +1,7 @@
 //! Packs rows into fixed-size little-endian f32 chunks and gathers target statistics.
 
 use super::IngestError;
-use crate::store::TargetStats;
+use crate::store::{chunk_codec, TargetStats};
 
 /// Chunk size aimed at: big enough that per-row overhead vanishes, small enough that a
 /// chunk is cheap to hold while streaming batches from storage.
@@ -67,11 +67,7 @@ impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
         while !rest.is_empty() {
             let room = (self.chunk_rows - self.rows_in_chunk) * width;
             let (now, later) = rest.split_at(room.min(rest.len()));
-            let start = self.buf.len();
-            self.buf.resize(start + 4 * now.len(), 0);
-            for (bytes, value) in self.buf[start..].chunks_exact_mut(4).zip(now) {
-                bytes.copy_from_slice(&value.to_le_bytes());
-            }
+            chunk_codec::encode(now, &mut self.buf);
             let rows = now.len() / width;
             self.rows += rows;
             self.rows_in_chunk += rows;

@@ -167,12 +167,7 @@ mod tests {
         };
         let mut values = Vec::new();
         let parsed = parse_csv(text.as_bytes(), &options, |chunk| {
-            values.extend(
-                chunk
-                    .data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap())),
-            );
+            values.extend(crate::store::chunk_codec::values(&chunk.data));
             Ok(())
         })?;
         Ok((parsed, values))

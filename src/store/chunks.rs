@@ -2,7 +2,7 @@
 
 use sqlx::Row;
 
-use super::{Dataset, Result, Store, StoreError};
+use super::{chunk_codec, Dataset, Result, Store, StoreError};
 
 impl Store {
     /// Rows of each chunk of `dataset`, in order; checked against the dataset's row count.
@@ -44,18 +44,10 @@ impl Store {
         // Borrowed from the row: decoding into a Vec<u8> first copied the chunk once more.
         let data: &[u8] = row.try_get(1)?;
         let width = dataset.features() + dataset.targets();
-        if data.len() != rows as usize * width * 4 {
-            return Err(StoreError::Corrupt(format!(
-                "dataset {} has a chunk of {} bytes for {rows} rows of {width} values",
-                dataset.id,
-                data.len()
-            )));
-        }
+        chunk_codec::check(data, rows as usize, width)
+            .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
         values.clear();
-        values.extend(
-            data.chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("chunks_exact(4)"))),
-        );
+        values.extend(chunk_codec::values(data));
         Ok(values)
     }
 }

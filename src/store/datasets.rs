@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use super::{from_json, json, Result, Store, StoreError};
+use super::{chunk_codec, from_json, json, Result, Store, StoreError};
 
 /// What spec validation needs to know about one target column.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -244,17 +244,12 @@ impl Store {
         .bind(dataset.id.to_string())
         .fetch(&self.pool);
         while let Some((rows, data)) = chunks.try_next().await? {
-            if data.len() != rows as usize * width * 4 {
-                return Err(StoreError::Corrupt(format!(
-                    "dataset {} has a chunk of {} bytes for {rows} rows of {width} values",
-                    dataset.id,
-                    data.len()
-                )));
-            }
-            for row in data.chunks_exact(width * 4) {
-                let (xs, ys) = row.split_at(features * 4);
-                x.extend(xs.chunks_exact(4).map(f32_le));
-                y.extend(ys.chunks_exact(4).map(f32_le));
+            chunk_codec::check(&data, rows as usize, width)
+                .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
+            for row in data.chunks_exact(width * chunk_codec::VALUE_BYTES) {
+                let (xs, ys) = row.split_at(features * chunk_codec::VALUE_BYTES);
+                x.extend(chunk_codec::values(xs));
+                y.extend(chunk_codec::values(ys));
             }
         }
         if x.len() != dataset.rows * features {
@@ -267,8 +262,4 @@ impl Store {
         }
         Ok((x, y))
     }
-}
-
-fn f32_le(bytes: &[u8]) -> f32 {
-    f32::from_le_bytes(bytes.try_into().expect("chunks_exact(4)"))
 }

@@ -3,6 +3,7 @@
 //! Ids are stored as hyphenated text and timestamps as RFC 3339 text so the database stays
 //! readable with the `sqlite3` shell.
 
+pub mod chunk_codec;
 mod chunks;
 mod datasets;
 mod jobs;
