@@ -1,7 +1,5 @@
 //! nnserve: an HTTP service that trains dense neural networks and serves their predictions.
 
-/// The service assembled from its configuration (what `main` and the tests start).
-pub mod app;
 /// Command-line and environment configuration.
 pub mod config;
 /// Decimal text to f32, correctly rounded (predict bodies and CSV fields).
@@ -16,5 +14,7 @@ pub mod jobs;
 pub mod models;
 /// The numerical core: Keras-style dense networks (no I/O, no async).
 pub mod nn;
+/// The service assembled from its configuration (what `main` and the tests start).
+pub mod startup;
 /// The SQLite repository: all SQL lives here.
 pub mod store;

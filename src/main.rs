@@ -1,9 +1,9 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use nnserve::app::Application;
 use nnserve::config::{Command, Config};
 use nnserve::http;
+use nnserve::startup::Application;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
