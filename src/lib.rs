@@ -10,10 +10,10 @@ pub mod http;
 pub mod ingest;
 /// The training scheduler: persisted FIFO queue, bounded pool of blocking threads.
 pub mod jobs;
-/// Trained models cached in memory for serving.
-pub mod models;
 /// The numerical core: Keras-style dense networks (no I/O, no async).
 pub mod nn;
+/// Trained models cached in memory for serving.
+pub mod serving;
 /// The service assembled from its configuration (what `main` and the tests start).
 pub mod startup;
 /// The SQLite repository: all SQL lives here.

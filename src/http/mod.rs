@@ -33,7 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 use crate::jobs::Scheduler;
-use crate::models::ModelCache;
+use crate::serving::ModelCache;
 use crate::store::Store;
 
 pub use auth::Keys;

@@ -14,8 +14,8 @@ use super::error::{Error, Problem, Result};
 use super::extract::{Body, Json, Path};
 use super::instances::{self, InstancesError};
 use super::AppState;
-use crate::models::ServedModel;
 use crate::nn::human;
+use crate::serving::ServedModel;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
