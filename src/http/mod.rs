@@ -3,18 +3,14 @@
 mod auth;
 mod datasets;
 pub mod error;
-mod evaluate;
 mod extract;
 mod health;
 pub mod instances;
 mod jobs;
 mod limits;
-mod loss_curve;
-mod metrics;
 mod models;
 mod openapi;
 mod page;
-mod predict;
 mod scan;
 
 use std::sync::Arc;
@@ -37,8 +33,8 @@ use crate::serving::ModelCache;
 use crate::store::Store;
 
 pub use auth::Keys;
+pub use models::{Predictions, INLINE_BYTES};
 pub use openapi::openapi_json;
-pub use predict::{Predictions, INLINE_BYTES};
 
 /// Shared by every handler; each field is cheap to clone.
 #[derive(Clone)]
@@ -71,10 +67,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(openapi::openapi_document))
         .merge(datasets::router())
         .merge(jobs::router())
-        .merge(metrics::router())
+        .merge(jobs::metrics::router())
         .merge(models::router())
-        .merge(predict::router())
-        .merge(evaluate::router())
+        .merge(models::predict::router())
+        .merge(models::evaluate::router())
 }
 
 /// The media type of a request body, without parameters, lower-case.

@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::{Body, Json, Path};
-use super::instances::{self, InstancesError};
-use super::AppState;
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::{Body, Json, Path};
+use crate::http::instances::{self, InstancesError};
+use crate::http::AppState;
 use crate::nn::human;
 use crate::serving::ServedModel;
 

@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::{Body, Json, Path};
-use super::{media_type, AppState};
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::{Body, Json, Path};
+use crate::http::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonTargets};
 use crate::nn::{Evaluation, Samples};
 

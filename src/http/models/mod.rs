@@ -1,5 +1,8 @@
 //! `/models`: list, show and delete trained models.
 
+pub(super) mod evaluate;
+pub(super) mod predict;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -9,12 +12,14 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Problem, Result};
-use super::extract::{Json, Path, Query};
-use super::page::{Page, PageQuery};
-use super::AppState;
+use crate::http::error::{Problem, Result};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::page::{Page, PageQuery};
+use crate::http::AppState;
 use crate::nn::{EpochRecord, ModelSummary, Task, TrainingSpec};
 use crate::store::StoredModel;
+
+pub use predict::{Predictions, INLINE_BYTES};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -6,10 +6,10 @@ use axum::response::IntoResponse;
 use plotters::prelude::*;
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::Path;
 use super::metrics::records;
-use super::AppState;
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::Path;
+use crate::http::AppState;
 use crate::nn::EpochRecord;
 
 const PALETTE: [RGBColor; 6] = [
