@@ -67,10 +67,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(openapi::openapi_document))
         .merge(datasets::router())
         .merge(jobs::router())
-        .merge(jobs::metrics::router())
         .merge(models::router())
-        .merge(models::predict::router())
-        .merge(models::evaluate::router())
 }
 
 /// The media type of a request body, without parameters, lower-case.

@@ -12,7 +12,7 @@ use crate::http::AppState;
 use crate::nn::EpochRecord;
 use crate::store::{EpochRow, Job, JobStatus};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(job_metrics))
 }
 

@@ -1,7 +1,7 @@
 //! `/jobs`: submit training, follow it, cancel it.
 
 mod loss_curve;
-pub(super) mod metrics;
+mod metrics;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -27,7 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_job, list_jobs))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
-        .routes(routes!(loss_curve::loss_curve))
+        .merge(metrics::router())
+        .merge(loss_curve::router())
 }
 
 /// The body of `POST /jobs`: `dataset_id` beside the engine's training spec (Keras names).

@@ -14,7 +14,7 @@ use crate::http::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonTargets};
 use crate::nn::{Evaluation, Samples};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(evaluate))
 }
 

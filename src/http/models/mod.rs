@@ -1,7 +1,7 @@
 //! `/models`: list, show and delete trained models.
 
-pub(super) mod evaluate;
-pub(super) mod predict;
+mod evaluate;
+mod predict;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_models))
         .routes(routes!(get_model, delete_model))
+        .merge(predict::router())
+        .merge(evaluate::router())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -17,7 +17,7 @@ use crate::http::AppState;
 use crate::nn::human;
 use crate::serving::ServedModel;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
 }
 
