@@ -231,12 +231,7 @@ async fn list_jobs(
         .store
         .jobs(query.status, page.limit(), page.offset())
         .await?;
-    Ok(Json(Page {
-        items: jobs.into_iter().map(JobView::from).collect(),
-        total,
-        limit: page.limit(),
-        offset: page.offset(),
-    }))
+    Ok(Json(Page::new(jobs, total, &page)))
 }
 
 /// Show a job: status, progress, best epoch, error or model.

@@ -86,12 +86,7 @@ async fn list_models(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<ModelView>>> {
     let (models, total) = state.store.models(page.limit(), page.offset()).await?;
-    Ok(Json(Page {
-        items: models.into_iter().map(ModelView::from).collect(),
-        total,
-        limit: page.limit(),
-        offset: page.offset(),
-    }))
+    Ok(Json(Page::new(models, total, &page)))
 }
 
 /// Show a model: summary, spec, metrics, provenance and column names.
