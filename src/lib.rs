@@ -2,8 +2,6 @@
 
 /// Command-line and environment configuration.
 pub mod config;
-/// Decimal text to f32, correctly rounded (predict bodies and CSV fields).
-mod decimal;
 /// The HTTP API (axum): one module per resource.
 pub mod http;
 /// Parsing uploaded CSV/JSON into stored f32 row chunks.
@@ -12,6 +10,8 @@ pub mod ingest;
 pub mod jobs;
 /// The numerical core: Keras-style dense networks (no I/O, no async).
 pub mod nn;
+/// The hand-written parsers of request text: numbers, JSON predict bodies, CSV fields.
+pub mod parse;
 /// Trained models cached in memory for serving.
 pub mod serving;
 /// The service assembled from its configuration (what `main` and the tests start).

@@ -5,13 +5,11 @@ mod datasets;
 pub mod error;
 mod extract;
 mod health;
-pub mod instances;
 mod jobs;
 mod limits;
 mod models;
 mod openapi;
 mod page;
-mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::http::error::{Error, Problem, Result};
 use crate::http::extract::{Body, Json, Path};
-use crate::http::instances::{self, InstancesError};
 use crate::http::AppState;
 use crate::nn::human;
+use crate::parse::instances::{self, InstancesError};
 use crate::serving::ServedModel;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {

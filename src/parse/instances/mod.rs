@@ -12,7 +12,7 @@ mod parser;
 
 use std::collections::HashMap;
 
-use super::scan::{Cursor, ScanError};
+use crate::parse::json_cursor::{Cursor, ScanError};
 use parser::Parser;
 
 /// Row-major values, `rows` × the model's input width.

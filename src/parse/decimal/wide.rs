@@ -196,7 +196,7 @@ fn read8(w: __m512i, len: __m512i) -> (__m256, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decimal::plain::short_token;
+    use crate::parse::decimal::plain::short_token;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512cd,avx512vl")]
     fn read8_here(words: &[u64; 8], lens: &[u64; 8]) -> ([f32; 8], u8) {

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::decimal::{self, NumberError};
+use crate::parse::decimal::{self, NumberError};
 
 /// serde_json's nesting limit, so a skipped value cannot exhaust the stack.
 const MAX_DEPTH: usize = 128;

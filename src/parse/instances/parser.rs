@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use super::{invalid, Each, Instances, JoinTail, Result};
-use crate::decimal;
-use crate::http::scan::{Cursor, ScanError};
+use crate::parse::decimal;
+use crate::parse::json_cursor::{Cursor, ScanError};
 
 pub(super) struct Parser<'a, R> {
     pub cur: Cursor<'a>,
