@@ -5,9 +5,9 @@
 //! Here, as in simdjson's first stage, 64 bytes at a time are classified into bit masks;
 //! the separators' positions, and which tokens are bare zeros, come from the masks alone.
 //! Zeros cost nothing more, and the other tokens are read eight at a time by
-//! [`super::batch`], each from one 8-byte load with no branch on its text.
+//! [`super::token_queue`], each from one 8-byte load with no branch on its text.
 
-use super::batch::Batch;
+use super::token_queue::Batch;
 use super::POW10;
 
 const ZEROS: u64 = 0x3030_3030_3030_3030;
@@ -27,15 +27,15 @@ pub fn plain_row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> 
         return None;
     }
     #[cfg(target_arch = "x86_64")]
-    if super::wide::available() {
-        // SAFETY: the CPU has the features `wide::row` is compiled for.
-        return unsafe { super::wide::row(text, pos, sep, end, out) };
+    if super::avx512::available() {
+        // SAFETY: the CPU has the features `avx512::row` is compiled for.
+        return unsafe { super::avx512::row(text, pos, sep, end, out) };
     }
     scan::<Scalar>(text, pos, sep, end, out)
 }
 
 /// How a row's blocks are classified and its tokens read eight at a time: [`Scalar`], or
-/// with AVX-512 (`super::wide`).
+/// with AVX-512 (`super::avx512`).
 pub(super) trait Kernel {
     /// One bit per byte of the 64.
     fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block;

@@ -1,6 +1,6 @@
-//! The AVX-512 kernel of [`super::plain`]: a block's masks from one 64-byte compare each;
+//! The AVX-512 kernel of [`super::plain_row`]: a block's masks from one 64-byte compare each;
 //! eight queued tokens' bytes fetched with one gather, read with each step of the one-token
-//! reader (`plain::short_token`) on eight 64-bit lanes (~8 instructions a token instead of
+//! reader (`plain_row::short_token`) on eight 64-bit lanes (~8 instructions a token instead of
 //! ~130; variable shifts give 0 for counts of 64 and more, which the scalar reader spends
 //! checked shifts on), and stored with one scatter. `row` compiles the whole row loop for
 //! these features, so that the kernel is inlined into it and bit counts are single
@@ -8,8 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::batch::Batch;
-use super::plain::{careful, scan, Block, Kernel};
+use super::plain_row::{careful, scan, Block, Kernel};
+use super::token_queue::Batch;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -22,7 +22,7 @@ pub fn available() -> bool {
         && is_x86_feature_detected!("bmi1")
 }
 
-/// `plain::plain_row` after its checks, for CPUs where [`available`] holds.
+/// `plain_row::plain_row` after its checks, for CPUs where [`available`] holds.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512cd,avx512vl,popcnt,lzcnt,bmi1")]
 pub fn row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> Option<usize> {
     scan::<Wide>(text, pos, sep, end, out)
@@ -98,7 +98,7 @@ impl Kernel for Wide {
     }
 }
 
-/// `plain::short_token` on eight lanes, step for step, after one leading space if a token
+/// `plain_row::short_token` on eight lanes, step for step, after one leading space if a token
 /// has one; bit k of the mask says whether token k is plain.
 #[inline(always)]
 fn read8(w: __m512i, len: __m512i) -> (__m256, u8) {
@@ -196,7 +196,7 @@ fn read8(w: __m512i, len: __m512i) -> (__m256, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::decimal::plain::short_token;
+    use crate::parse::decimal::plain_row::short_token;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512cd,avx512vl")]
     fn read8_here(words: &[u64; 8], lens: &[u64; 8]) -> ([f32; 8], u8) {
@@ -219,7 +219,7 @@ mod tests {
             return;
         }
         let (mut words, mut lens) = ([0; 8], [0; 8]);
-        let tokens = super::super::plain::tests::tokens();
+        let tokens = super::super::plain_row::tests::tokens();
         let mut plain_seen = 0;
         for (n, group) in tokens.chunks(8).enumerate() {
             // What precedes a token in its 8-byte load must not matter.

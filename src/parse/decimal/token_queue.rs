@@ -1,6 +1,6 @@
 //! The tokens of a row that are not bare zeros, queued to be read eight at a time.
 
-use super::plain::Kernel;
+use super::plain_row::Kernel;
 
 /// Tokens found but not read yet: where each starts (a space may lead) and ends (at its
 /// separator) in the text, and the index of its value in the row. Positions fit in an
