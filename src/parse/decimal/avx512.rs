@@ -8,8 +8,8 @@
 
 use std::arch::x86_64::*;
 
-use super::plain_row::{careful, scan, Block, Kernel};
-use super::token_queue::Batch;
+use super::plain_row::{fallback_token, read_row, Block, Kernel};
+use super::token_queue::TokenQueue;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -25,12 +25,12 @@ pub fn available() -> bool {
 /// `plain_row::plain_row` after its checks, for CPUs where [`available`] holds.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512cd,avx512vl,popcnt,lzcnt,bmi1")]
 pub fn row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> Option<usize> {
-    scan::<Wide>(text, pos, sep, end, out)
+    read_row::<Avx512>(text, pos, sep, end, out)
 }
 
-struct Wide;
+struct Avx512;
 
-impl Kernel for Wide {
+impl Kernel for Avx512 {
     #[inline(always)]
     fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block {
         // SAFETY: inlined only into `row`, which has these features; `bytes` holds 64.
@@ -58,20 +58,20 @@ impl Kernel for Wide {
     }
 
     /// One gather of the eight tokens' last 8 bytes, the reader on eight lanes, and one
-    /// scatter of the plain ones' values; the others one by one through [`careful`].
+    /// scatter of the plain ones' values; the others one by one through [`fallback_token`].
     #[inline(always)]
-    fn read(text: &[u8], batch: &Batch, count: usize, out: &mut [f32]) -> bool {
+    fn read(text: &[u8], queue: &TokenQueue, count: usize, out: &mut [f32]) -> bool {
         let queued = (1u16 << count).wrapping_sub(1) as u8;
-        debug_assert!(batch.slots[..count]
+        debug_assert!(queue.slots[..count]
             .iter()
             .all(|&s| (s as usize) < out.len()));
         // SAFETY: inlined only into `row`, which has these features. The gather reads
         // `text[end - 8..end]` of queued tokens only, and a token ends at a separator at
         // least 8 bytes into the text (`plain_row` checks). The scatter writes the queued
-        // tokens' slots, which `scan` made less than `out.len()`.
+        // tokens' slots, which `read_row` made less than `out.len()`.
         let plain = unsafe {
-            let ends = _mm256_loadu_si256(batch.ends.as_ptr().cast());
-            let starts = _mm256_loadu_si256(batch.starts.as_ptr().cast());
+            let ends = _mm256_loadu_si256(queue.ends.as_ptr().cast());
+            let starts = _mm256_loadu_si256(queue.starts.as_ptr().cast());
             let words = _mm512_mask_i32gather_epi64::<1>(
                 _mm512_setzero_si512(),
                 queued,
@@ -80,7 +80,7 @@ impl Kernel for Wide {
             );
             let lens = _mm512_cvtepu32_epi64(_mm256_sub_epi32(ends, starts));
             let (values, plain) = read8(words, lens);
-            let slots = _mm256_loadu_si256(batch.slots.as_ptr().cast());
+            let slots = _mm256_loadu_si256(queue.slots.as_ptr().cast());
             _mm256_mask_i32scatter_ps::<4>(out.as_mut_ptr(), plain & queued, slots, values);
             plain
         };
@@ -88,9 +88,9 @@ impl Kernel for Wide {
         let mut rest = queued & !plain;
         while rest != 0 {
             let k = rest.trailing_zeros() as usize;
-            let (start, end) = (batch.starts[k] as usize, batch.ends[k] as usize);
-            let (value, number) = careful(text, start, end);
-            out[batch.slots[k] as usize] = value;
+            let (start, end) = (queue.starts[k] as usize, queue.ends[k] as usize);
+            let (value, number) = fallback_token(text, start, end);
+            out[queue.slots[k] as usize] = value;
             ok &= number;
             rest &= rest - 1;
         }

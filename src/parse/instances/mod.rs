@@ -12,7 +12,7 @@ mod parser;
 
 use std::collections::HashMap;
 
-use crate::parse::json_cursor::{Cursor, ScanError};
+use crate::parse::json_cursor::{CursorError, JsonCursor};
 use parser::Parser;
 
 /// Row-major values, `rows` × the model's input width.
@@ -28,12 +28,14 @@ pub enum InstancesError {
     Invalid(String),
 }
 
-impl From<ScanError> for InstancesError {
-    fn from(e: ScanError) -> Self {
+impl From<CursorError> for InstancesError {
+    fn from(e: CursorError) -> Self {
         match e {
-            ScanError::Syntax(text) => InstancesError::Malformed(text),
+            CursorError::Syntax(text) => InstancesError::Malformed(text),
             // Callers that can name the value map this themselves.
-            ScanError::Range => InstancesError::Invalid("a number is outside the f32 range".into()),
+            CursorError::Range => {
+                InstancesError::Invalid("a number is outside the f32 range".into())
+            }
         }
     }
 }
@@ -60,17 +62,17 @@ pub fn parse_with<R: Send>(
     match split_point(body) {
         Some(at) => std::thread::scope(|scope| {
             let tail = scope.spawn(move || {
-                let cursor = Cursor {
+                let cursor = JsonCursor {
                     text: body,
                     pos: at,
                 };
                 tail_rows(Parser::new(cursor, features, index, each))
             });
-            let mut parser = Parser::new(Cursor::new(body), features, index, each);
+            let mut parser = Parser::new(JsonCursor::new(body), features, index, each);
             parser.split = Some((at, Box::new(move || tail.join().ok().flatten())));
             finish(parser)
         }),
-        None => finish(Parser::new(Cursor::new(body), features, index, each)),
+        None => finish(Parser::new(JsonCursor::new(body), features, index, each)),
     }
 }
 
