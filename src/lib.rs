@@ -18,3 +18,5 @@ pub mod serving;
 pub mod startup;
 /// The SQLite repository: all SQL lives here.
 pub mod store;
+/// Logging set-up, and blocking work that keeps its caller's span.
+pub mod telemetry;

@@ -16,6 +16,7 @@ use crate::http::AppState;
 use crate::nn::human;
 use crate::parse::instances::{self, InstancesError};
 use crate::serving::ServedModel;
+use crate::telemetry::spawn_blocking_in_span;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
@@ -81,7 +82,7 @@ async fn predict(
     let predictions = if body.len() <= INLINE_BYTES {
         run(&served, &body)?
     } else {
-        tokio::task::spawn_blocking(move || run(&served, &body))
+        spawn_blocking_in_span(move || run(&served, &body))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??
     };
