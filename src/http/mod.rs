@@ -91,8 +91,8 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(limits, limits::limit))
         .layer(
             // One line per request (method, path, status, latency) at debug level: at
-            // info, formatting and writing it cost a single-row predict ~20 µs, a fifth
-            // of its time. Server errors are still logged at error level.
+            // info, formatting and writing it is a large share of a single-row predict's
+            // time (see docs/performance.md). Server errors are still logged at error level.
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
                 .on_request(())

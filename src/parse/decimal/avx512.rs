@@ -1,8 +1,8 @@
 //! The AVX-512 kernel of [`super::plain_row`]: a block's masks from one 64-byte compare each;
 //! eight queued tokens' bytes fetched with one gather, read with each step of the one-token
-//! reader (`plain_row::short_token`) on eight 64-bit lanes (~8 instructions a token instead of
-//! ~130; variable shifts give 0 for counts of 64 and more, which the scalar reader spends
-//! checked shifts on), and stored with one scatter. `row` compiles the whole row loop for
+//! reader (`plain_row::short_token`) on eight 64-bit lanes (variable shifts give 0 for counts
+//! of 64 and more, which the scalar reader spends checked shifts on), and stored with one
+//! scatter. `row` compiles the whole row loop for
 //! these features, so that the kernel is inlined into it and bit counts are single
 //! instructions.
 

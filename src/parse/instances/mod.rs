@@ -1,7 +1,7 @@
 //! Parsing `{"instances": [...]}` straight into row-major f32 buffers in one pass: rows are
 //! arrays in feature order or objects keyed by feature name. Hand-written rather than serde:
-//! a 1000-row W1 body is 2.5 MB of number text, and serde_json spent 18–27 ms on it where
-//! this parser takes a few (see `docs/performance.md`).
+//! a large body is mostly number text, and serde_json's generic path spends several times
+//! this parser's time on it (see `docs/performance.md`).
 //!
 //! A large body is read by two threads, each from one end of the rows, and each thread
 //! hands its rows to the caller's `each` as soon as they are parsed: predict runs the model
