@@ -2,20 +2,22 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-/// The service assembled from its configuration (what `main` and the tests start).
-pub mod app;
 /// Command-line and environment configuration.
 pub mod config;
-/// Decimal text to f32, correctly rounded (predict bodies and CSV fields).
-mod decimal;
 /// The HTTP API (axum): one module per resource.
 pub mod http;
 /// Parsing uploaded CSV/JSON into stored f32 row chunks.
 pub mod ingest;
 /// The training scheduler: persisted FIFO queue, bounded pool of blocking threads.
 pub mod jobs;
-/// Trained models cached in memory for serving.
-pub mod models;
 pub mod nn;
+/// The hand-written parsers of request text: numbers, JSON predict bodies, CSV fields.
+pub mod parse;
+/// Trained models cached in memory for serving.
+pub mod serving;
+/// The service assembled from its configuration (what `main` and the tests start).
+pub mod startup;
 /// The SQLite repository: all SQL lives here.
 pub mod store;
+/// Logging set-up, and blocking work that keeps its caller's span.
+pub mod telemetry;

@@ -1,9 +1,8 @@
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-use nnserve::app::Application;
 use nnserve::config::{Command, Config};
-use nnserve::http;
+use nnserve::startup::Application;
+use nnserve::{http, telemetry};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,11 +11,7 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", http::openapi_json());
         return Ok(());
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
-        .init();
+    telemetry::init();
 
     let app = Application::build(config).await?;
     app.run_until(shutdown_signal()).await?;

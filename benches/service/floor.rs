@@ -1,5 +1,5 @@
 //! The HTTP floor: an in-process axum server whose one route parses the predict request with
-//! predict's own parser (`nnserve::http::instances`) and answers predict's response type,
+//! predict's own parser (`nnserve::parse::instances`) and answers predict's response type,
 //! so predict's latency read as a multiple of it is what the model and its serving add.
 //! Also the parser's microbenchmark against serde_json on the benchmark's own body.
 
@@ -10,8 +10,8 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use axum::{extract::DefaultBodyLimit, routing::post, Json, Router};
 use ndarray::{Array2, Axis};
-use nnserve::http::instances;
 use nnserve::http::{Predictions, INLINE_BYTES};
+use nnserve::parse::instances;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

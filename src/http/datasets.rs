@@ -140,12 +140,7 @@ async fn list_datasets(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<DatasetView>>> {
     let (datasets, total) = state.store.datasets(page.limit(), page.offset()).await?;
-    Ok(Json(Page {
-        items: datasets.into_iter().map(DatasetView::from).collect(),
-        total,
-        limit: page.limit(),
-        offset: page.offset(),
-    }))
+    Ok(Json(Page::new(datasets, total, &page)))
 }
 
 /// Show one dataset's metadata.

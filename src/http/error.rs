@@ -8,8 +8,8 @@ use utoipa::ToSchema;
 
 use crate::ingest::IngestError;
 use crate::jobs::{CancelError, SubmitError};
-use crate::models::LoadError;
 use crate::nn::{ModelError, SpecError};
+use crate::serving::LoadError;
 use crate::store::StoreError;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -3,19 +3,13 @@
 mod auth;
 mod datasets;
 pub mod error;
-mod evaluate;
 mod extract;
 mod health;
-pub mod instances;
 mod jobs;
 mod limits;
-mod loss_curve;
-mod metrics;
 mod models;
 mod openapi;
 mod page;
-mod predict;
-mod scan;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,12 +27,12 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 use crate::jobs::Scheduler;
-use crate::models::ModelCache;
+use crate::serving::ModelCache;
 use crate::store::Store;
 
 pub use auth::Keys;
+pub use models::{Predictions, INLINE_BYTES};
 pub use openapi::openapi_json;
-pub use predict::{Predictions, INLINE_BYTES};
 
 /// Shared by every handler; each field is cheap to clone.
 #[derive(Clone)]
@@ -71,10 +65,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(utoipa_axum::routes!(openapi::openapi_document))
         .merge(datasets::router())
         .merge(jobs::router())
-        .merge(metrics::router())
         .merge(models::router())
-        .merge(predict::router())
-        .merge(evaluate::router())
 }
 
 /// The media type of a request body, without parameters, lower-case.
@@ -100,8 +91,8 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(limits, limits::limit))
         .layer(
             // One line per request (method, path, status, latency) at debug level: at
-            // info, formatting and writing it cost a single-row predict ~20 µs, a fifth
-            // of its time. Server errors are still logged at error level.
+            // info, formatting and writing it is a large share of a single-row predict's
+            // time (see docs/performance.md). Server errors are still logged at error level.
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(Level::DEBUG))
                 .on_request(())

@@ -35,3 +35,15 @@ pub struct Page<T> {
     pub limit: u32,
     pub offset: u64,
 }
+
+impl<T> Page<T> {
+    /// The page `query` asked for, of `total` items, each item shown as its view `T`.
+    pub fn new<S: Into<T>>(items: Vec<S>, total: u64, query: &PageQuery) -> Self {
+        Self {
+            items: items.into_iter().map(Into::into).collect(),
+            total,
+            limit: query.limit(),
+            offset: query.offset(),
+        }
+    }
+}

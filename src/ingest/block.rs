@@ -6,9 +6,9 @@
 use memchr::{memchr, memchr2_iter, memchr_iter};
 
 use super::layout::Layout;
-use super::number::parse_general;
 use super::IngestError;
-use crate::decimal;
+use crate::parse::csv_number::parse_general;
+use crate::parse::decimal;
 
 /// The rows of one block in storage order (features, then targets), and how many lines
 /// (`\n`-terminated, blank ones included) it spanned.

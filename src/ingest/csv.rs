@@ -11,10 +11,10 @@ use memchr::memchr;
 use super::block::is_plain;
 use super::chunker::CHUNK_BYTES;
 use super::layout::Layout;
-use super::number::parse_value;
 use super::parallel::{fill, parse_plain_blocks, BLOCK};
 use super::records::for_each_record;
 use super::{Chunk, Chunker, IngestError};
+use crate::parse::csv_number::parse_value;
 use crate::store::Table;
 
 #[derive(Debug, Clone)]

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::number::{parse_value, Fault};
 use super::{excerpt, CsvOptions, IngestError};
+use crate::parse::csv_number::{parse_value, Fault};
 
 /// Where each CSV column goes in a stored row (features first, then targets).
 pub struct Layout {

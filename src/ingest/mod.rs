@@ -8,7 +8,6 @@ mod chunker;
 mod csv;
 mod json;
 mod layout;
-mod number;
 mod parallel;
 mod records;
 mod upload;

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::{parse_csv, parse_json, Chunk, CsvOptions, IngestError, JsonDataset};
 use crate::store::{Dataset, DatasetWriter, NewDataset, Store, Table};
+use crate::telemetry::spawn_blocking_in_span;
 
 const DEFAULT_NAME: &str = "unnamed";
 
@@ -32,9 +33,7 @@ where
     let started = Instant::now();
     let (bytes_tx, bytes_rx) = mpsc::channel(16);
     let (chunks_tx, mut chunks_rx) = mpsc::channel::<Chunk>(2);
-    let span = tracing::Span::current();
-    let parser = tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
+    let parser = spawn_blocking_in_span(move || {
         let reader = ChannelReader {
             rx: bytes_rx,
             current: Bytes::new(),

@@ -17,8 +17,8 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify, Semaphore};
 use uuid::Uuid;
 
-use crate::models::ModelCache;
 use crate::nn::{human, training_memory, DataShape, MemoryEstimate, ValidSpec};
+use crate::serving::ModelCache;
 use crate::store::{Dataset, Job, JobStatus, NewJob, Store, StoreError, MAX_CRASHES};
 
 /// How much the scheduler runs and admits.

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::stream::StoredRows;
 use super::trial::Trial;
 use super::{dataset_bytes, Inner};
-use crate::models::ServedModel;
 use crate::nn::{EpochRecord, Model, ModelError, SpecError, TrainError, TrainingSpec};
+use crate::serving::ServedModel;
 use crate::store::{
     DataPath, Dataset, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult,
 };

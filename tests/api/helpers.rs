@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use nnserve::app::Application;
 use nnserve::config::Config;
+use nnserve::startup::Application;
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;

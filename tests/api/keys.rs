@@ -3,8 +3,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use nnserve::app::{Application, StartError};
 use nnserve::config::Config;
+use nnserve::startup::{Application, StartError};
 
 use crate::helpers::{binary_spec, linear_rows, spawn_with, to_csv, Options, TestApp};
 

@@ -8,12 +8,12 @@
 //! std's `f32::from_str` (Eisel–Lemire with a big-number fallback), also correctly rounded.
 //! serde_json instead rounds to f64 first and then to f32, which can round twice.
 
-mod batch;
-mod plain;
 #[cfg(target_arch = "x86_64")]
-mod wide;
+mod avx512;
+mod plain_row;
+mod token_queue;
 
-pub use plain::plain_row;
+pub use plain_row::plain_row;
 
 /// Exact in f32: 5¹⁰ < 2²⁴.
 const POW10: [f32; 11] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10];

@@ -1,13 +1,13 @@
 //! The fast path for rows of plain short decimals, the shape CSV-born rows are made of
 //! (`0`, `0.1962`, `-12.5`). Read a number at a time, each number's position depends on the
 //! previous one's length: the CPU waits on one chain of loads, bit scans and shifts, and
-//! mispredicts on zero versus non-zero (~10 ns a number on the benchmark's predict body).
+//! mispredicts on zero versus non-zero.
 //! Here, as in simdjson's first stage, 64 bytes at a time are classified into bit masks;
 //! the separators' positions, and which tokens are bare zeros, come from the masks alone.
 //! Zeros cost nothing more, and the other tokens are read eight at a time by
-//! [`super::batch`], each from one 8-byte load with no branch on its text.
+//! [`super::token_queue`], each from one 8-byte load with no branch on its text.
 
-use super::batch::Batch;
+use super::token_queue::TokenQueue;
 use super::POW10;
 
 const ZEROS: u64 = 0x3030_3030_3030_3030;
@@ -17,36 +17,36 @@ const ZEROS: u64 = 0x3030_3030_3030_3030;
 /// the position just after `end`. Tokens of at most 8 bytes of the shape
 /// `-?(0|[1-9][0-9]*)(\.[0-9]+)?` whose digits fit in f32's mantissa take the fast path,
 /// other numbers [`super::parse`]; either way each value is bit for bit what `parse` gives.
-/// `None` means "read this row the careful way": text that is not a number where one
+/// `None` means "read this row the general way": text that is not a number where one
 /// belongs, a number f32 cannot hold, any other separator, whitespace elsewhere, and rows
 /// that start within 8 bytes of the text's start (a token is read with a load of the 8
 /// bytes that end where it ends).
 pub fn plain_row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> Option<usize> {
-    // Token positions are queued as i32 (see `Batch`).
+    // Token positions are queued as i32 (see `TokenQueue`).
     if pos < 8 || out.is_empty() || text.len() > i32::MAX as usize {
         return None;
     }
     #[cfg(target_arch = "x86_64")]
-    if super::wide::available() {
-        // SAFETY: the CPU has the features `wide::row` is compiled for.
-        return unsafe { super::wide::row(text, pos, sep, end, out) };
+    if super::avx512::available() {
+        // SAFETY: the CPU has the features `avx512::row` is compiled for.
+        return unsafe { super::avx512::row(text, pos, sep, end, out) };
     }
-    scan::<Scalar>(text, pos, sep, end, out)
+    read_row::<Portable>(text, pos, sep, end, out)
 }
 
-/// How a row's blocks are classified and its tokens read eight at a time: [`Scalar`], or
-/// with AVX-512 (`super::wide`).
+/// How a row's blocks are classified and its tokens read eight at a time: [`Portable`], or
+/// with AVX-512 (`super::avx512`).
 pub(super) trait Kernel {
     /// One bit per byte of the 64.
     fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block;
-    /// Reads the first `count` tokens of `batch` into their slots of `out` (see
+    /// Reads the first `count` tokens of `queue` into their slots of `out` (see
     /// [`short_token`]); `false` if one is not a number.
-    fn read(text: &[u8], batch: &Batch, count: usize, out: &mut [f32]) -> bool;
+    fn read(text: &[u8], queue: &TokenQueue, count: usize, out: &mut [f32]) -> bool;
 }
 
 /// [`plain_row`] after its checks, with `K`'s instructions.
 #[inline(always)]
-pub(super) fn scan<K: Kernel>(
+pub(super) fn read_row<K: Kernel>(
     text: &[u8],
     pos: usize,
     sep: u8,
@@ -63,7 +63,7 @@ pub(super) fn scan<K: Kernel>(
     let mut carry = 1;
     // `|`, not `||`: one test a block instead of a branch a value.
     let mut bad = false;
-    let mut batch = Batch::new();
+    let mut queue = TokenQueue::new();
     while block < text.len() {
         let masks = Block::at::<K>(text, block, sep, end);
         let mut stops = masks.sep | masks.end;
@@ -84,11 +84,11 @@ pub(super) fn scan<K: Kernel>(
                 _ => block + 64 - earlier.leading_zeros() as usize,
             };
             let slot = before + earlier.count_ones() as usize;
-            bad |= !batch.push::<K>(text, start, block + rel as usize, slot, out);
+            bad |= !queue.push::<K>(text, start, block + rel as usize, slot, out);
             read &= read - 1;
         }
         if row_ends_here {
-            bad |= !batch.flush::<K>(text, out);
+            bad |= !queue.flush::<K>(text, out);
             let last = 63 - stops.leading_zeros();
             let within = u64::MAX >> (63 - last);
             let clean = (masks.other & within == 0) & (masks.end & stops == 1 << last);
@@ -126,7 +126,7 @@ fn token(text: &[u8], start: usize, at: usize) -> (f32, bool) {
     let word = u64::from_le_bytes(text[at - 8..at].try_into().expect("8 bytes"));
     match short_token(word, len) {
         Some(value) => (value, true),
-        None => careful(text, start, at),
+        None => fallback_token(text, start, at),
     }
 }
 
@@ -134,7 +134,7 @@ fn token(text: &[u8], start: usize, at: usize) -> (f32, bool) {
 /// whether it is one.
 #[cold]
 #[inline(never)]
-pub(super) fn careful(text: &[u8], start: usize, at: usize) -> (f32, bool) {
+pub(super) fn fallback_token(text: &[u8], start: usize, at: usize) -> (f32, bool) {
     let start = start + usize::from(text[start] == b' ');
     match super::parse(&text[start..]) {
         Ok((value, used)) if start + used == at => (value, true),
@@ -239,21 +239,21 @@ impl Block {
 }
 
 /// SSE2 (part of x86_64) or plain Rust, and one token at a time.
-pub(super) struct Scalar;
+pub(super) struct Portable;
 
-impl Kernel for Scalar {
+impl Kernel for Portable {
     #[inline(always)]
     fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block {
         classify(bytes, sep, end)
     }
 
     #[inline(always)]
-    fn read(text: &[u8], batch: &Batch, count: usize, out: &mut [f32]) -> bool {
+    fn read(text: &[u8], queue: &TokenQueue, count: usize, out: &mut [f32]) -> bool {
         let mut ok = true;
         for k in 0..count {
-            let (start, at) = (batch.starts[k] as usize, batch.ends[k] as usize);
+            let (start, at) = (queue.starts[k] as usize, queue.ends[k] as usize);
             let (value, number) = token(text, start, at);
-            out[batch.slots[k] as usize] = value;
+            out[queue.slots[k] as usize] = value;
             ok &= number;
         }
         ok
@@ -340,7 +340,7 @@ pub(super) mod tests {
 
     type RowReader = fn(&[u8], usize, u8, u8, &mut [f32]) -> Option<usize>;
 
-    /// Reads `tokens` as one row of a body; the careful parser's values beside it. Also
+    /// Reads `tokens` as one row of a body; the general parser's values beside it. Also
     /// checks that the scalar kernel reads the row as `plain_row` does (which uses the
     /// AVX-512 one where the CPU has it).
     fn row(tokens: &[&str], sep: &str) -> (Option<Vec<f32>>, Vec<Option<f32>>) {
@@ -353,20 +353,20 @@ pub(super) mod tests {
             })
         };
         let fast = read(plain_row);
-        let scalar = read(scan::<Scalar>);
+        let scalar = read(read_row::<Portable>);
         let bits = |v: &Option<Vec<f32>>| {
             v.as_ref()
                 .map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         };
         assert_eq!(bits(&fast), bits(&scalar), "{text}");
-        let careful = tokens
+        let general = tokens
             .iter()
             .map(|t| match super::super::parse(t.trim_start().as_bytes()) {
                 Ok((v, len)) if len == t.trim_start().len() => Some(v),
                 _ => None,
             })
             .collect();
-        (fast, careful)
+        (fast, general)
     }
 
     pub fn tokens() -> Vec<String> {
@@ -456,21 +456,21 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn rows_agree_with_the_careful_parser_bit_for_bit() {
+    fn rows_agree_with_the_general_parser_bit_for_bit() {
         for token in &tokens() {
             // Alone, and between neighbours that move it across window boundaries.
             for (before, after) in [(0, 0), (1, 2), (13, 0), (20, 7)] {
                 let mut cells = vec!["0.5"; before];
                 cells.push(token);
                 cells.extend(vec!["-7"; after]);
-                let (fast, careful) = row(&cells, ",");
-                match (fast, careful[before]) {
+                let (fast, general) = row(&cells, ",");
+                match (fast, general[before]) {
                     (Some(values), Some(want)) => {
                         assert_eq!(values[before].to_bits(), want.to_bits(), "{token:?}");
-                        assert_eq!(values[0].to_bits(), careful[0].unwrap().to_bits());
+                        assert_eq!(values[0].to_bits(), general[0].unwrap().to_bits());
                     }
                     (None, None) => {}
-                    (fast, want) => panic!("{token:?}: row {fast:?}, careful {want:?}"),
+                    (fast, want) => panic!("{token:?}: row {fast:?}, general {want:?}"),
                 }
             }
         }
@@ -486,17 +486,17 @@ pub(super) mod tests {
             .take(3000)
             .collect();
         for sep in [",", ", "] {
-            let (fast, careful) = row(&plain, sep);
+            let (fast, general) = row(&plain, sep);
             let fast = fast.expect("a row of plain tokens is taken");
-            for ((got, want), token) in fast.iter().zip(careful).zip(&plain) {
+            for ((got, want), token) in fast.iter().zip(general).zip(&plain) {
                 assert_eq!(got.to_bits(), want.unwrap().to_bits(), "{token}");
             }
         }
     }
 
     #[test]
-    fn sparse_rows_agree_with_the_careful_parser_wherever_blocks_split_them() {
-        // Bare zeros are taken from the masks, the rest batch by batch: rows of every length
+    fn sparse_rows_agree_with_the_general_parser_wherever_blocks_split_them() {
+        // Bare zeros are taken from the masks, the rest eight at a time: rows of every length
         // up to a few blocks, with tokens of either kind on each side of every block edge.
         let cells = [
             "0",
@@ -520,9 +520,9 @@ pub(super) mod tests {
         for len in 1..200 {
             for sep in [",", ", "] {
                 let mut tokens: Vec<&str> = (0..len).map(|_| cells[next(cells.len())]).collect();
-                let (fast, careful) = row(&tokens, sep);
+                let (fast, general) = row(&tokens, sep);
                 let fast = fast.unwrap_or_else(|| panic!("{tokens:?} was not taken"));
-                for ((got, want), token) in fast.iter().zip(careful).zip(&tokens) {
+                for ((got, want), token) in fast.iter().zip(general).zip(&tokens) {
                     assert_eq!(got.to_bits(), want.unwrap().to_bits(), "{token}");
                 }
                 let at = next(len);
@@ -533,7 +533,7 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn other_layouts_are_left_to_the_careful_parser() {
+    fn other_layouts_are_left_to_the_general_parser() {
         for cells in [
             &["1", "2 ", "3"][..],
             &["1", "  2", "3"],

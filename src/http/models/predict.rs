@@ -10,14 +10,15 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::{Body, Json, Path};
-use super::instances::{self, InstancesError};
-use super::AppState;
-use crate::models::ServedModel;
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::{Body, Json, Path};
+use crate::http::AppState;
 use crate::nn::human;
+use crate::parse::instances::{self, InstancesError};
+use crate::serving::ServedModel;
+use crate::telemetry::spawn_blocking_in_span;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(predict))
 }
 
@@ -81,7 +82,7 @@ async fn predict(
     let predictions = if body.len() <= INLINE_BYTES {
         run(&served, &body)?
     } else {
-        tokio::task::spawn_blocking(move || run(&served, &body))
+        spawn_blocking_in_span(move || run(&served, &body))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??
     };

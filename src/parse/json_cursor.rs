@@ -4,25 +4,25 @@
 
 use std::borrow::Cow;
 
-use crate::decimal::{self, NumberError};
+use crate::parse::decimal::{self, NumberError};
 
 /// serde_json's nesting limit, so a skipped value cannot exhaust the stack.
 const MAX_DEPTH: usize = 128;
 
 /// Where and why a text is not JSON (answered 400), or a number f32 cannot hold.
-pub enum ScanError {
+pub enum CursorError {
     Syntax(String),
     Range,
 }
 
-pub struct Cursor<'a> {
+pub struct JsonCursor<'a> {
     pub text: &'a [u8],
     pub pos: usize,
 }
 
-impl<'a> Cursor<'a> {
+impl<'a> JsonCursor<'a> {
     pub fn new(text: &'a [u8]) -> Self {
-        Cursor { text, pos: 0 }
+        JsonCursor { text, pos: 0 }
     }
 
     /// The next significant byte, after whitespace, without taking it.
@@ -39,7 +39,7 @@ impl<'a> Cursor<'a> {
 
     /// Takes `byte` if it is next, else reports what was expected there.
     #[inline]
-    pub fn expect(&mut self, byte: u8, what: &str) -> Result<(), ScanError> {
+    pub fn expect(&mut self, byte: u8, what: &str) -> Result<(), CursorError> {
         if self.peek() == Some(byte) {
             self.pos += 1;
             Ok(())
@@ -51,7 +51,7 @@ impl<'a> Cursor<'a> {
     /// After an element of an array or object: `true` if another follows (a comma was
     /// taken), `false` at the closing `close` (taken).
     #[inline]
-    pub fn more(&mut self, close: u8, what: &str) -> Result<bool, ScanError> {
+    pub fn more(&mut self, close: u8, what: &str) -> Result<bool, CursorError> {
         match self.peek() {
             Some(b',') => {
                 self.pos += 1;
@@ -76,7 +76,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// "`what` at line L column C", or "EOF while parsing" at the end of the text.
-    pub fn syntax(&self, what: &str) -> ScanError {
+    pub fn syntax(&self, what: &str) -> CursorError {
         let before = &self.text[..self.pos.min(self.text.len())];
         let line = 1 + before.iter().filter(|&&c| c == b'\n').count();
         let column = 1 + before.iter().rev().take_while(|&&c| c != b'\n').count();
@@ -85,17 +85,17 @@ impl<'a> Cursor<'a> {
         } else {
             format!("expected {what}")
         };
-        ScanError::Syntax(format!("{problem} at line {line} column {column}"))
+        CursorError::Syntax(format!("{problem} at line {line} column {column}"))
     }
 
     #[inline(always)]
-    pub fn number(&mut self) -> Result<f32, ScanError> {
+    pub fn number(&mut self) -> Result<f32, CursorError> {
         match decimal::parse(&self.text[self.pos..]) {
             Ok((value, used)) => {
                 self.pos += used;
                 Ok(value)
             }
-            Err(NumberError::Range) => Err(ScanError::Range),
+            Err(NumberError::Range) => Err(CursorError::Range),
             Err(NumberError::Syntax(at)) => {
                 self.pos += at;
                 Err(self.syntax("a digit"))
@@ -105,7 +105,7 @@ impl<'a> Cursor<'a> {
 
     /// A string (the cursor at its opening quote), borrowed from the text unless it has
     /// escapes.
-    pub fn string(&mut self) -> Result<Cow<'a, str>, ScanError> {
+    pub fn string(&mut self) -> Result<Cow<'a, str>, CursorError> {
         self.expect(b'"', "a string")?;
         let start = self.pos;
         let mut owned: Option<Vec<u8>> = None;
@@ -142,7 +142,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// One escape after its backslash, appended to `out` as UTF-8.
-    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), ScanError> {
+    fn escape(&mut self, out: &mut Vec<u8>) -> Result<(), CursorError> {
         let c = self.text.get(self.pos).copied();
         self.pos += 1;
         let simple = match c {
@@ -183,7 +183,7 @@ impl<'a> Cursor<'a> {
         Ok(())
     }
 
-    fn hex4(&mut self) -> Result<u16, ScanError> {
+    fn hex4(&mut self) -> Result<u16, CursorError> {
         let digits = self
             .text
             .get(self.pos..self.pos + 4)
@@ -200,7 +200,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Takes `word` (`true`, `false`, `null`) if the text has it here.
-    pub fn literal(&mut self, word: &[u8]) -> Result<(), ScanError> {
+    pub fn literal(&mut self, word: &[u8]) -> Result<(), CursorError> {
         if self.text[self.pos..].starts_with(word) {
             self.pos += word.len();
             Ok(())
@@ -210,7 +210,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Checks and steps over any one value.
-    pub fn skip_value(&mut self, depth: usize) -> Result<(), ScanError> {
+    pub fn skip_value(&mut self, depth: usize) -> Result<(), CursorError> {
         if depth > MAX_DEPTH {
             return Err(self.syntax("less nesting"));
         }
@@ -248,7 +248,7 @@ impl<'a> Cursor<'a> {
             }
             // A number too large for f32 is still JSON where its value is ignored.
             Some(b'-' | b'0'..=b'9') => match self.number() {
-                Err(ScanError::Range) => self.skip_digits(),
+                Err(CursorError::Range) => self.skip_digits(),
                 other => other.map(drop),
             },
             _ => Err(self.syntax("a JSON value")),
@@ -256,7 +256,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Steps over number text already known to be valid.
-    fn skip_digits(&mut self) -> Result<(), ScanError> {
+    fn skip_digits(&mut self) -> Result<(), CursorError> {
         while let Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9') = self.text.get(self.pos) {
             self.pos += 1;
         }

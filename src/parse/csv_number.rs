@@ -1,7 +1,7 @@
 //! One CSV field to one f32: the shared decimal parser for what JSON's number grammar
 //! covers, the standard parser (which also takes `+1`, `.5`, `3.`, padding) otherwise.
 
-use crate::decimal;
+use crate::parse::decimal;
 
 /// Why a field is not a storable value.
 pub enum Fault {

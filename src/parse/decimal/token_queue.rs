@@ -1,20 +1,20 @@
 //! The tokens of a row that are not bare zeros, queued to be read eight at a time.
 
-use super::plain::Kernel;
+use super::plain_row::Kernel;
 
 /// Tokens found but not read yet: where each starts (a space may lead) and ends (at its
 /// separator) in the text, and the index of its value in the row. Positions fit in an
-/// `i32`: `plain_row` leaves longer texts to the careful parser.
-pub struct Batch {
+/// `i32`: `plain_row` leaves longer texts to the general parser.
+pub struct TokenQueue {
     pub starts: [u32; 8],
     pub ends: [u32; 8],
     pub slots: [u32; 8],
     count: usize,
 }
 
-impl Batch {
-    pub fn new() -> Batch {
-        Batch {
+impl TokenQueue {
+    pub fn new() -> TokenQueue {
+        TokenQueue {
             starts: [0; 8],
             ends: [0; 8],
             slots: [0; 8],
@@ -22,7 +22,7 @@ impl Batch {
         }
     }
 
-    /// Adds the token `text[start..at]` whose value goes to `slot`; reads the batch into
+    /// Adds the token `text[start..at]` whose value goes to `slot`; reads the queue into
     /// `out` once it is full. `false` if a token read is not a number.
     #[inline(always)]
     pub fn push<K: Kernel>(

@@ -1,15 +1,15 @@
-//! The AVX-512 kernel of [`super::plain`]: a block's masks from one 64-byte compare each;
+//! The AVX-512 kernel of [`super::plain_row`]: a block's masks from one 64-byte compare each;
 //! eight queued tokens' bytes fetched with one gather, read with each step of the one-token
-//! reader (`plain::short_token`) on eight 64-bit lanes (~8 instructions a token instead of
-//! ~130; variable shifts give 0 for counts of 64 and more, which the scalar reader spends
-//! checked shifts on), and stored with one scatter. `row` compiles the whole row loop for
+//! reader (`plain_row::short_token`) on eight 64-bit lanes (variable shifts give 0 for counts
+//! of 64 and more, which the scalar reader spends checked shifts on), and stored with one
+//! scatter. `row` compiles the whole row loop for
 //! these features, so that the kernel is inlined into it and bit counts are single
 //! instructions.
 
 use std::arch::x86_64::*;
 
-use super::batch::Batch;
-use super::plain::{careful, scan, Block, Kernel};
+use super::plain_row::{fallback_token, read_row, Block, Kernel};
+use super::token_queue::TokenQueue;
 
 pub fn available() -> bool {
     is_x86_feature_detected!("avx512f")
@@ -22,15 +22,15 @@ pub fn available() -> bool {
         && is_x86_feature_detected!("bmi1")
 }
 
-/// `plain::plain_row` after its checks, for CPUs where [`available`] holds.
+/// `plain_row::plain_row` after its checks, for CPUs where [`available`] holds.
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512cd,avx512vl,popcnt,lzcnt,bmi1")]
 pub fn row(text: &[u8], pos: usize, sep: u8, end: u8, out: &mut [f32]) -> Option<usize> {
-    scan::<Wide>(text, pos, sep, end, out)
+    read_row::<Avx512>(text, pos, sep, end, out)
 }
 
-struct Wide;
+struct Avx512;
 
-impl Kernel for Wide {
+impl Kernel for Avx512 {
     #[inline(always)]
     fn classify(bytes: &[u8; 64], sep: u8, end: u8) -> Block {
         // SAFETY: inlined only into `row`, which has these features; `bytes` holds 64.
@@ -58,20 +58,20 @@ impl Kernel for Wide {
     }
 
     /// One gather of the eight tokens' last 8 bytes, the reader on eight lanes, and one
-    /// scatter of the plain ones' values; the others one by one through [`careful`].
+    /// scatter of the plain ones' values; the others one by one through [`fallback_token`].
     #[inline(always)]
-    fn read(text: &[u8], batch: &Batch, count: usize, out: &mut [f32]) -> bool {
+    fn read(text: &[u8], queue: &TokenQueue, count: usize, out: &mut [f32]) -> bool {
         let queued = (1u16 << count).wrapping_sub(1) as u8;
-        debug_assert!(batch.slots[..count]
+        debug_assert!(queue.slots[..count]
             .iter()
             .all(|&s| (s as usize) < out.len()));
         // SAFETY: inlined only into `row`, which has these features. The gather reads
         // `text[end - 8..end]` of queued tokens only, and a token ends at a separator at
         // least 8 bytes into the text (`plain_row` checks). The scatter writes the queued
-        // tokens' slots, which `scan` made less than `out.len()`.
+        // tokens' slots, which `read_row` made less than `out.len()`.
         let plain = unsafe {
-            let ends = _mm256_loadu_si256(batch.ends.as_ptr().cast());
-            let starts = _mm256_loadu_si256(batch.starts.as_ptr().cast());
+            let ends = _mm256_loadu_si256(queue.ends.as_ptr().cast());
+            let starts = _mm256_loadu_si256(queue.starts.as_ptr().cast());
             let words = _mm512_mask_i32gather_epi64::<1>(
                 _mm512_setzero_si512(),
                 queued,
@@ -80,7 +80,7 @@ impl Kernel for Wide {
             );
             let lens = _mm512_cvtepu32_epi64(_mm256_sub_epi32(ends, starts));
             let (values, plain) = read8(words, lens);
-            let slots = _mm256_loadu_si256(batch.slots.as_ptr().cast());
+            let slots = _mm256_loadu_si256(queue.slots.as_ptr().cast());
             _mm256_mask_i32scatter_ps::<4>(out.as_mut_ptr(), plain & queued, slots, values);
             plain
         };
@@ -88,9 +88,9 @@ impl Kernel for Wide {
         let mut rest = queued & !plain;
         while rest != 0 {
             let k = rest.trailing_zeros() as usize;
-            let (start, end) = (batch.starts[k] as usize, batch.ends[k] as usize);
-            let (value, number) = careful(text, start, end);
-            out[batch.slots[k] as usize] = value;
+            let (start, end) = (queue.starts[k] as usize, queue.ends[k] as usize);
+            let (value, number) = fallback_token(text, start, end);
+            out[queue.slots[k] as usize] = value;
             ok &= number;
             rest &= rest - 1;
         }
@@ -98,7 +98,7 @@ impl Kernel for Wide {
     }
 }
 
-/// `plain::short_token` on eight lanes, step for step, after one leading space if a token
+/// `plain_row::short_token` on eight lanes, step for step, after one leading space if a token
 /// has one; bit k of the mask says whether token k is plain.
 #[inline(always)]
 fn read8(w: __m512i, len: __m512i) -> (__m256, u8) {
@@ -196,7 +196,7 @@ fn read8(w: __m512i, len: __m512i) -> (__m256, u8) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decimal::plain::short_token;
+    use crate::parse::decimal::plain_row::short_token;
 
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512cd,avx512vl")]
     fn read8_here(words: &[u64; 8], lens: &[u64; 8]) -> ([f32; 8], u8) {
@@ -219,7 +219,7 @@ mod tests {
             return;
         }
         let (mut words, mut lens) = ([0; 8], [0; 8]);
-        let tokens = super::super::plain::tests::tokens();
+        let tokens = super::super::plain_row::tests::tokens();
         let mut plain_seen = 0;
         for (n, group) in tokens.chunks(8).enumerate() {
             // What precedes a token in its 8-byte load must not matter.

@@ -6,13 +6,13 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::{Json, Path};
-use super::AppState;
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::{Json, Path};
+use crate::http::AppState;
 use crate::nn::EpochRecord;
 use crate::store::{EpochRow, Job, JobStatus};
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(job_metrics))
 }
 

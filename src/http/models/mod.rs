@@ -1,5 +1,8 @@
 //! `/models`: list, show and delete trained models.
 
+mod evaluate;
+mod predict;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -9,17 +12,21 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Problem, Result};
-use super::extract::{Json, Path, Query};
-use super::page::{Page, PageQuery};
-use super::AppState;
+use crate::http::error::{Problem, Result};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::page::{Page, PageQuery};
+use crate::http::AppState;
 use crate::nn::{EpochRecord, ModelSummary, Task, TrainingSpec};
 use crate::store::StoredModel;
+
+pub use predict::{Predictions, INLINE_BYTES};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_models))
         .routes(routes!(get_model, delete_model))
+        .merge(predict::router())
+        .merge(evaluate::router())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -79,12 +86,7 @@ async fn list_models(
     Query(page): Query<PageQuery>,
 ) -> Result<Json<Page<ModelView>>> {
     let (models, total) = state.store.models(page.limit(), page.offset()).await?;
-    Ok(Json(Page {
-        items: models.into_iter().map(ModelView::from).collect(),
-        total,
-        limit: page.limit(),
-        offset: page.offset(),
-    }))
+    Ok(Json(Page::new(models, total, &page)))
 }
 
 /// Show a model: summary, spec, metrics, provenance and column names.

@@ -1,7 +1,7 @@
 //! Parsing `{"instances": [...]}` straight into row-major f32 buffers in one pass: rows are
 //! arrays in feature order or objects keyed by feature name. Hand-written rather than serde:
-//! a 1000-row W1 body is 2.5 MB of number text, and serde_json spent 18–27 ms on it where
-//! this parser takes a few (see `docs/performance.md`).
+//! a large body is mostly number text, and serde_json's generic path spends several times
+//! this parser's time on it (see `docs/performance.md`).
 //!
 //! A large body is read by two threads, each from one end of the rows, and each thread
 //! hands its rows to the caller's `each` as soon as they are parsed: predict runs the model
@@ -12,7 +12,7 @@ mod parser;
 
 use std::collections::HashMap;
 
-use super::scan::{Cursor, ScanError};
+use crate::parse::json_cursor::{CursorError, JsonCursor};
 use parser::Parser;
 
 /// Row-major values, `rows` × the model's input width.
@@ -28,12 +28,14 @@ pub enum InstancesError {
     Invalid(String),
 }
 
-impl From<ScanError> for InstancesError {
-    fn from(e: ScanError) -> Self {
+impl From<CursorError> for InstancesError {
+    fn from(e: CursorError) -> Self {
         match e {
-            ScanError::Syntax(text) => InstancesError::Malformed(text),
+            CursorError::Syntax(text) => InstancesError::Malformed(text),
             // Callers that can name the value map this themselves.
-            ScanError::Range => InstancesError::Invalid("a number is outside the f32 range".into()),
+            CursorError::Range => {
+                InstancesError::Invalid("a number is outside the f32 range".into())
+            }
         }
     }
 }
@@ -60,17 +62,17 @@ pub fn parse_with<R: Send>(
     match split_point(body) {
         Some(at) => std::thread::scope(|scope| {
             let tail = scope.spawn(move || {
-                let cursor = Cursor {
+                let cursor = JsonCursor {
                     text: body,
                     pos: at,
                 };
                 tail_rows(Parser::new(cursor, features, index, each))
             });
-            let mut parser = Parser::new(Cursor::new(body), features, index, each);
+            let mut parser = Parser::new(JsonCursor::new(body), features, index, each);
             parser.split = Some((at, Box::new(move || tail.join().ok().flatten())));
             finish(parser)
         }),
-        None => finish(Parser::new(Cursor::new(body), features, index, each)),
+        None => finish(Parser::new(JsonCursor::new(body), features, index, each)),
     }
 }
 

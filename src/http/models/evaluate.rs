@@ -8,14 +8,15 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::{Body, Json, Path};
-use super::{media_type, AppState};
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::{Body, Json, Path};
+use crate::http::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonTargets};
 use crate::nn::{Evaluation, Samples};
 use crate::store::chunk_codec;
+use crate::telemetry::spawn_blocking_in_span;
 
-pub fn router() -> OpenApiRouter<AppState> {
+pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(evaluate))
 }
 
@@ -77,7 +78,7 @@ async fn evaluate(
                 feature_order: Some(stored.feature_names.clone()),
                 ..CsvOptions::default()
             };
-            tokio::task::spawn_blocking(move || csv_matrix(&body, &options))
+            spawn_blocking_in_span(move || csv_matrix(&body, &options))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??
         }
@@ -89,11 +90,10 @@ async fn evaluate(
         }
     };
     let rows = x.nrows();
-    let evaluation = tokio::task::spawn_blocking(move || {
-        served.model.evaluate(Samples::new(x.view(), y.view()))
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
+    let evaluation =
+        spawn_blocking_in_span(move || served.model.evaluate(Samples::new(x.view(), y.view())))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
     Ok(Json(EvaluationView { rows, evaluation }))
 }
 

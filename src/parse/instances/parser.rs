@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 
 use super::{invalid, Each, Instances, JoinTail, Result};
-use crate::decimal;
-use crate::http::scan::{Cursor, ScanError};
+use crate::parse::decimal;
+use crate::parse::json_cursor::{CursorError, JsonCursor};
 
 pub(super) struct Parser<'a, R> {
-    pub cur: Cursor<'a>,
+    pub cur: JsonCursor<'a>,
     features: &'a [String],
     index: &'a HashMap<String, usize>,
     /// Runs on each part of the rows once they are parsed; its results in row order.
@@ -23,7 +23,7 @@ pub(super) struct Parser<'a, R> {
 
 impl<'a, R> Parser<'a, R> {
     pub fn new(
-        cur: Cursor<'a>,
+        cur: JsonCursor<'a>,
         features: &'a [String],
         index: &'a HashMap<String, usize>,
         each: &'a Each<'a, R>,
@@ -176,7 +176,7 @@ impl<'a, R> Parser<'a, R> {
         match self.cur.peek() {
             Some(b'-' | b'0'..=b'9') => match self.cur.number() {
                 Ok(v) => Ok(v),
-                Err(ScanError::Range) => invalid(format!("{} is outside the f32 range", path())),
+                Err(CursorError::Range) => invalid(format!("{} is outside the f32 range", path())),
                 Err(e) => Err(e.into()),
             },
             _ => {

@@ -4,13 +4,18 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use plotters::prelude::*;
+use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::Path;
 use super::metrics::records;
-use super::AppState;
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::Path;
+use crate::http::AppState;
 use crate::nn::EpochRecord;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(loss_curve))
+}
 
 const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
@@ -28,7 +33,7 @@ const PALETTE: [RGBColor; 6] = [
         (status = 200, description = "The chart", content_type = "image/svg+xml", body = String),
         (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
     ))]
-pub(super) async fn loss_curve(
+async fn loss_curve(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<impl IntoResponse> {

@@ -1,5 +1,8 @@
 //! `/jobs`: submit training, follow it, cancel it.
 
+mod loss_curve;
+mod metrics;
+
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
@@ -11,10 +14,10 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::error::{Error, Problem, Result};
-use super::extract::{Json, Path, Query};
-use super::page::{Page, PageQuery};
-use super::AppState;
+use crate::http::error::{Error, Problem, Result};
+use crate::http::extract::{Json, Path, Query};
+use crate::http::page::{Page, PageQuery};
+use crate::http::AppState;
 use crate::jobs::{self, Cancellation};
 use crate::nn::TrainingSpec;
 use crate::store::{DataPath, Job, JobStatus, StoreError};
@@ -24,7 +27,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(create_job, list_jobs))
         .routes(routes!(get_job))
         .routes(routes!(cancel_job))
-        .routes(routes!(super::loss_curve::loss_curve))
+        .merge(metrics::router())
+        .merge(loss_curve::router())
 }
 
 /// The body of `POST /jobs`: `dataset_id` beside the engine's training spec (Keras names).
@@ -214,12 +218,7 @@ async fn list_jobs(
         .store
         .jobs(query.status, page.limit(), page.offset())
         .await?;
-    Ok(Json(Page {
-        items: jobs.into_iter().map(JobView::from).collect(),
-        total,
-        limit: page.limit(),
-        offset: page.offset(),
-    }))
+    Ok(Json(Page::new(jobs, total, &page)))
 }
 
 /// Show a job: status, progress, best epoch, error or model.

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::config::{cores, Config};
 use crate::http::{self, AppState, Keys};
 use crate::jobs::{Limits, Scheduler};
-use crate::models::ModelCache;
+use crate::serving::ModelCache;
 use crate::store::{Store, StoreError};
 
 /// Why the service did not start.
