@@ -66,9 +66,8 @@ impl Kernel for Avx512 {
             .iter()
             .all(|&s| (s as usize) < out.len()));
         // SAFETY: inlined only into `row`, which has these features. The gather reads
-        // `text[end - 8..end]` of queued tokens only, and a token ends at a separator at
-        // least 8 bytes into the text (`plain_row` checks). The scatter writes the queued
-        // tokens' slots, which `read_row` made less than `out.len()`.
+        // `text[end - 8..end]` of queued tokens only, and the scatter writes their slots:
+        // `TokenQueue`'s contract gives `8 <= end <= text.len()` and `slot < out.len()`.
         let plain = unsafe {
             let ends = _mm256_loadu_si256(queue.ends.as_ptr().cast());
             let starts = _mm256_loadu_si256(queue.starts.as_ptr().cast());

@@ -84,7 +84,11 @@ pub(super) fn read_row<K: Kernel>(
                 _ => block + 64 - earlier.leading_zeros() as usize,
             };
             let slot = before + earlier.count_ones() as usize;
-            bad |= !queue.push::<K>(text, start, block + rel as usize, slot, out);
+            // SAFETY: the token ends at a separator found in this block, inside the text, and
+            // at or after `pos`, which `plain_row` made at least 8; `stops` was cut to the
+            // `wanted` values still missing, so `slot < out.len()`. One `text` and `out` for
+            // the whole row.
+            bad |= !unsafe { queue.push::<K>(text, start, block + rel as usize, slot, out) };
             read &= read - 1;
         }
         if row_ends_here {

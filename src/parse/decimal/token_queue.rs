@@ -5,6 +5,10 @@ use super::plain_row::Kernel;
 /// Tokens found but not read yet: where each starts (a space may lead) and ends (at its
 /// separator) in the text, and the index of its value in the row. Positions fit in an
 /// `i32`: `plain_row` leaves longer texts to the general parser.
+///
+/// Every queued token has `8 <= end <= text.len()` and `slot < out.len()` for the text and
+/// row it is read with (the contract of [`TokenQueue::push`]): the AVX-512 reader's gather
+/// and scatter rely on it.
 pub struct TokenQueue {
     pub starts: [u32; 8],
     pub ends: [u32; 8],
@@ -24,8 +28,12 @@ impl TokenQueue {
 
     /// Adds the token `text[start..at]` whose value goes to `slot`; reads the queue into
     /// `out` once it is full. `false` if a token read is not a number.
+    ///
+    /// # Safety
+    /// `8 <= at <= text.len()` and `slot < out.len()`, and every later `push` and `flush`
+    /// of this queue gets the same `text` and `out`.
     #[inline(always)]
-    pub fn push<K: Kernel>(
+    pub unsafe fn push<K: Kernel>(
         &mut self,
         text: &[u8],
         start: usize,
