@@ -1,11 +1,11 @@
 //! Parsing plain blocks on every core while rows, line numbers and the first error stay in
-//! upload order: a block is cut at its last newline, parsed by whichever worker is free, and
-//! its rows go to the chunker only after every block before it.
+//! upload order: a block is cut at its last newline, parsed on rayon's pool by whichever
+//! thread is free, and its rows go to the chunker only after every block before it.
 
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{mpsc, Mutex};
+use std::sync::mpsc;
 
 use memchr::memrchr;
 
@@ -17,8 +17,9 @@ use super::{Chunk, Chunker, IngestError};
 /// blocks in flight stay a few MiB.
 pub const BLOCK: usize = 1 << 20;
 
-/// Beyond this, more workers only contend with the HTTP and SQLite threads of the upload.
-const MAX_WORKERS: usize = 4;
+/// Blocks in flight per thread of the pool: enough that no thread waits for the reader,
+/// few enough that the blocks held stay a few MiB.
+const BLOCKS_PER_THREAD: u64 = 2;
 
 /// The part of the body that must go through the csv crate: from the first block that is
 /// not plain to the end, and the number of lines before it.
@@ -43,34 +44,11 @@ where
     R: Read,
     F: FnMut(Chunk) -> Result<(), IngestError>,
 {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_WORKERS);
-    let (work_tx, work_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(workers);
-    let work_rx = Mutex::new(work_rx);
+    let in_flight = BLOCKS_PER_THREAD * rayon::current_num_threads() as u64;
     let (done_tx, done_rx) = mpsc::channel::<(u64, Parsed)>();
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            let (work_rx, done_tx) = (&work_rx, done_tx.clone());
-            scope.spawn(move || loop {
-                let Ok((seq, block)) = work_rx
-                    .lock()
-                    .map_err(drop)
-                    .and_then(|rx| rx.recv().map_err(drop))
-                else {
-                    return;
-                };
-                // A panic must not leave the collector waiting for this block forever.
-                let parsed = catch_unwind(AssertUnwindSafe(|| parse_block(&block, layout)))
-                    .unwrap_or_else(|_| Err(IngestError::Csv("the CSV parser failed".into())));
-                if done_tx.send((seq, parsed)).is_err() {
-                    return;
-                }
-            });
-        }
-        drop(done_tx);
-        // Owned here so that every way out of this closure disconnects the workers.
-        let work_tx = work_tx;
+    // In place: reading the body and applying results stay on this (blocking) thread, and
+    // the scope waits for every block it spawned on every way out.
+    rayon::in_place_scope(|scope| {
         let mut order = InOrder {
             done: done_rx,
             pending: BTreeMap::new(),
@@ -94,12 +72,17 @@ where
             rest.extend_from_slice(&buf[cut..]);
             buf.truncate(cut);
             let block = std::mem::replace(&mut buf, rest);
-            while sent - order.next >= 2 * workers as u64 {
+            while sent - order.next >= in_flight {
                 order.take_one(chunker)?;
             }
-            work_tx
-                .send((sent, block))
-                .map_err(|_| IngestError::Csv("the CSV parser threads stopped".into()))?;
+            let (seq, done_tx) = (sent, done_tx.clone());
+            scope.spawn(move |_| {
+                // A panic must not leave the collector waiting for this block forever.
+                let parsed = catch_unwind(AssertUnwindSafe(|| parse_block(&block, layout)))
+                    .unwrap_or_else(|_| Err(IngestError::Csv("the CSV parser failed".into())));
+                // The collector is gone only when the upload already failed.
+                let _ = done_tx.send((seq, parsed));
+            });
             sent += 1;
             if end {
                 break;
