@@ -16,6 +16,14 @@ struct Answer {
     body: String,
 }
 
+impl Answer {
+    /// The `id` of the resource this answer created.
+    fn id(&self) -> String {
+        let body: Value = serde_json::from_str(&self.body).expect("a JSON body");
+        body["id"].as_str().expect("an id").to_owned()
+    }
+}
+
 async fn send(app: &TestApp, method: Method, path: &str, body: Option<(&str, String)>) -> Answer {
     let mut request = app.client.request(method.clone(), app.url(path));
     if let Some((content_type, body)) = body {
@@ -157,10 +165,7 @@ async fn mixed_traffic_while_two_jobs_train() {
             )
             .await;
             assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-            let id = serde_json::from_str::<Value>(&a.body).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let id = a.id();
             let mut answers = vec![a];
             if i % 2 == 0 {
                 let d = send(&app, Method::DELETE, &format!("/datasets/{id}"), None).await;
@@ -184,10 +189,7 @@ async fn mixed_traffic_while_two_jobs_train() {
             )
             .await;
             assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
-            let id = serde_json::from_str::<Value>(&a.body).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned();
+            let id = a.id();
             let c = send(&app, Method::POST, &format!("/jobs/{id}/cancel"), None).await;
             assert!(
                 matches!(c.status, StatusCode::OK | StatusCode::ACCEPTED),
