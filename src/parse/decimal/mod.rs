@@ -5,7 +5,8 @@
 //! Fast path (Clinger): when the significant digits fit in f32's 24-bit mantissa and the
 //! power of ten is at most 10¹⁰, both are exact f32 values, so one IEEE multiplication or
 //! division rounds exactly once: the correctly rounded result. Every other number goes to
-//! std's `f32::from_str` (Eisel–Lemire with a big-number fallback), also correctly rounded.
+//! fast-float2 (Eisel–Lemire with a big-number fallback, as std's `f32::from_str`), also
+//! correctly rounded.
 //! serde_json instead rounds to f64 first and then to f32, which can round twice.
 
 #[cfg(target_arch = "x86_64")]
@@ -110,9 +111,10 @@ pub fn parse(text: &[u8]) -> Result<(f32, usize), NumberError> {
             m * POW10[exponent as usize]
         }
     } else {
-        // The bytes just matched the JSON number grammar, which is ASCII.
-        let token = std::str::from_utf8(&text[..i]).expect("ASCII number text");
-        return match token.parse::<f32>() {
+        // The bytes just matched the JSON number grammar, which fast-float2 reads as std
+        // does, bit for bit, in a fraction of std's time on long numbers (Python's 17-digit
+        // reprs); past f32's range it gives ±∞.
+        return match fast_float2::parse::<f32, _>(&text[..i]) {
             Ok(v) if v.is_finite() => Ok((v, i)),
             _ => Err(NumberError::Range),
         };
@@ -176,6 +178,13 @@ mod tests {
                 "{sign}{}.{:07}",
                 digits / 10_000_000,
                 digits % 10_000_000
+            ));
+            // Python's reprs of f32 pixels and of f64s: the slow path's daily bread.
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            cases.push(format!("{sign}{}", f64::from(unit as f32)));
+            cases.push(format!(
+                "{sign}{:e}",
+                unit * 10f64.powi((state % 75) as i32 - 40)
             ));
         }
         for case in &cases {
