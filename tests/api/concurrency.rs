@@ -64,6 +64,28 @@ async fn finished_model(app: &TestApp, dataset: &str) -> String {
     job["model_id"].as_str().unwrap().to_owned()
 }
 
+/// `times` predicts on `model` one after the other, each answered with one of `allowed`.
+async fn predicts(app: &TestApp, model: &str, times: usize, allowed: &[StatusCode]) -> Vec<Answer> {
+    let mut answers = Vec::new();
+    for _ in 0..times {
+        let a = predict(app, model).await;
+        assert!(
+            allowed.contains(&a.status),
+            "predict on {model}: {} {}",
+            a.status,
+            a.body
+        );
+        answers.push(a);
+    }
+    answers
+}
+
+async fn predict(app: &TestApp, model: &str) -> Answer {
+    let path = format!("/models/{model}/predict");
+    let body = Some(("application/json", predict_body()));
+    send(app, Method::POST, &path, body).await
+}
+
 fn predict_body() -> String {
     let rows: Vec<Vec<f64>> = linear_rows(8, 4)
         .into_iter()
@@ -97,50 +119,15 @@ async fn mixed_traffic_while_two_jobs_train() {
         .await;
 
     let mut tasks: JoinSet<Vec<Answer>> = JoinSet::new();
-    for i in 0..4 {
-        let app = app.clone();
-        let path = format!("/models/{kept}/predict");
-        tasks.spawn(async move {
-            let mut answers = Vec::new();
-            for _ in 0..15 {
-                let a = send(
-                    &app,
-                    Method::POST,
-                    &path,
-                    Some(("application/json", predict_body())),
-                )
-                .await;
-                assert_eq!(a.status, StatusCode::OK, "predict {i}: {}", a.body);
-                answers.push(a);
-            }
-            answers
-        });
+    for _ in 0..4 {
+        let (app, kept) = (app.clone(), kept.clone());
+        tasks.spawn(async move { predicts(&app, &kept, 15, &[StatusCode::OK]).await });
     }
     // Predicts on a model that is deleted midway: each is 200 or 404, never anything else.
     for _ in 0..3 {
-        let app = app.clone();
-        let doomed = doomed.clone();
-        tasks.spawn(async move {
-            let path = format!("/models/{doomed}/predict");
-            let mut answers = Vec::new();
-            for _ in 0..20 {
-                let a = send(
-                    &app,
-                    Method::POST,
-                    &path,
-                    Some(("application/json", predict_body())),
-                )
-                .await;
-                assert!(
-                    matches!(a.status, StatusCode::OK | StatusCode::NOT_FOUND),
-                    "predict during delete: {} {}",
-                    a.status,
-                    a.body
-                );
-                answers.push(a);
-            }
-            answers
-        });
+        let (app, doomed) = (app.clone(), doomed.clone());
+        let allowed = [StatusCode::OK, StatusCode::NOT_FOUND];
+        tasks.spawn(async move { predicts(&app, &doomed, 20, &allowed).await });
     }
     {
         let app = app.clone();
@@ -230,14 +217,7 @@ async fn mixed_traffic_while_two_jobs_train() {
     }
 
     // The deleted model is gone for good; the totals add up.
-    let gone = send(
-        &app,
-        Method::POST,
-        &format!("/models/{doomed}/predict"),
-        Some(("application/json", predict_body())),
-    )
-    .await;
-    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+    assert_eq!(predict(&app, &doomed).await.status, StatusCode::NOT_FOUND);
     assert_eq!(app.get_json("/datasets").await["total"], 1 + 3);
     let models = app.get_json("/models").await;
     assert_eq!(models["total"], 1);
@@ -246,15 +226,8 @@ async fn mixed_traffic_while_two_jobs_train() {
     for id in &trainers {
         let job = app.wait_finished(id).await;
         assert_eq!(job["status"], "succeeded", "{job}");
-        let metrics = app.get_json(&format!("/jobs/{id}/metrics")).await;
-        let epochs: Vec<u64> = metrics["epochs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["epoch"].as_u64().unwrap())
-            .collect();
         assert_eq!(
-            epochs,
+            app.epoch_numbers(id).await,
             (1..=TRAINER_EPOCHS as u64).collect::<Vec<_>>(),
             "every epoch once"
         );

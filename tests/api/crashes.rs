@@ -207,12 +207,10 @@ async fn sigterm_finishes_in_flight_requests_checkpoints_and_exits_0() {
         .await
         .expect("finishes");
     assert_eq!(done["status"], "succeeded", "{done}");
-    let numbers: Vec<u64> = records(&server.app, &job)
-        .await
-        .iter()
-        .map(|r| r["epoch"].as_u64().unwrap())
-        .collect();
-    assert_eq!(numbers, (1..=30).collect::<Vec<_>>());
+    assert_eq!(
+        server.app.epoch_numbers(&job).await,
+        (1..=30).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]

@@ -307,6 +307,17 @@ impl TestApp {
         .await
     }
 
+    /// The epoch numbers of a job's metrics, in the order served.
+    pub async fn epoch_numbers(&self, id: &str) -> Vec<u64> {
+        let metrics = self.get_json(&format!("/jobs/{id}/metrics")).await;
+        metrics["epochs"]
+            .as_array()
+            .expect("epochs")
+            .iter()
+            .map(|r| r["epoch"].as_u64().expect("an epoch number"))
+            .collect()
+    }
+
     /// Uploads the linear-rule dataset and returns its id.
     pub async fn linear_dataset(&self, rows: usize, seed: u64) -> String {
         let created = self
