@@ -3,6 +3,8 @@
 //! [in, out] (Keras' own layout) makes the forward product a plain row-major GEMM;
 //! the two backward products use transposed views, which `matmul` handles by strides.
 
+pub(in crate::nn) mod row;
+
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 
 use crate::nn::ops::alloc::{zeros1, zeros2, OutOfMemory};
