@@ -10,10 +10,10 @@
 
 use std::fmt;
 
+use crate::nn::layers::{unique_names, Cost, LayerSpec};
 use crate::nn::model::CHUNK_ROWS;
 use crate::nn::optim;
 use crate::nn::spec::check::ValidSpec;
-use crate::nn::spec::LayerSpec;
 use crate::nn::train::step::shard_count_for;
 
 const F32: u128 = 4;
@@ -82,56 +82,27 @@ pub fn human(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
-/// One layer as the estimate sees it.
+/// One layer as the estimate sees it: its Keras-style name and what it costs.
 struct LayerCost {
     name: String,
-    parameters: u128,
-    /// Kernel entries: multiply-adds per row, which decide the shard count.
-    kernel: u128,
-    /// Parameters that have gradients and moments (a normalization's do not).
-    trained: u128,
-    width: u128,
-    /// f32 buffers per row while training / while only running forward.
-    per_row_training: u128,
-    per_row_forward: u128,
+    cost: Cost,
 }
 
 fn layer_costs(layers: &[LayerSpec], features: usize) -> Vec<LayerCost> {
+    let names = unique_names(layers.iter().filter_map(LayerSpec::base_name));
     let mut width = features as u128;
-    let mut seen = std::collections::BTreeMap::<&str, usize>::new();
-    let mut out = Vec::new();
+    let mut costs = Vec::new();
     for layer in layers {
-        let (base, parameters, kernel, next, training, forward) = match layer {
-            LayerSpec::Input(_) => continue,
-            LayerSpec::Dense(d) => {
-                let units = d.units as u128;
-                let kernel = width * units;
-                let p = kernel + if d.use_bias { units } else { 0 };
-                ("dense", p, kernel, units, 3 * units, 2 * units)
-            }
-            LayerSpec::Dropout(_) => ("dropout", 0, 0, width, 3 * width, width),
-            LayerSpec::Normalization(_) => ("normalization", 2 * width, 0, width, 2 * width, width),
-        };
-        let n = seen.entry(base).or_default();
-        let name = if *n == 0 {
-            base.to_owned()
-        } else {
-            format!("{base}_{n}")
-        };
-        *n += 1;
-        out.push(LayerCost {
-            name,
-            parameters,
-            kernel,
-            // Dense layers train all their parameters; normalization none.
-            trained: if kernel > 0 { parameters } else { 0 },
-            width: next,
-            per_row_training: training,
-            per_row_forward: forward,
-        });
-        width = next;
+        if let Some(cost) = layer.cost(width) {
+            width = cost.width;
+            costs.push(cost);
+        }
     }
-    out
+    costs
+        .into_iter()
+        .zip(names)
+        .map(|(cost, name)| LayerCost { name, cost })
+        .collect()
 }
 
 fn saturate(bytes: u128) -> u64 {
@@ -167,7 +138,7 @@ pub fn training_memory(
         .as_ref()
         .is_some_and(|es| es.restore_best_weights) as u128;
     let best_trial = u128::from(spec.batch_sizes().len() > 1);
-    let kernel_macs: u128 = layers.iter().map(|l| l.kernel).sum();
+    let kernel_macs: u128 = layers.iter().map(|l| l.cost.kernel).sum();
     let features = spec.facts.features as u128;
     let row_io = features + spec.target_width() as u128 + 1;
     let val_capacity = validation_rows.min(CHUNK_ROWS) as u128;
@@ -185,9 +156,14 @@ pub fn training_memory(
                 // Weights, best weights, best trial; then the checkpoint's copy of
                 // weights and best weights (its moments are counted with the trained).
                 let copies = (1 + best + best_trial) + (1 + best);
-                let buffers = l.parameters * copies + l.trained * (shards + 2 * moments);
-                let activations = rows * l.per_row_training + val_capacity * l.per_row_forward;
-                (l.name.clone(), l.parameters, (buffers + activations) * F32)
+                let buffers = l.cost.parameters * copies + l.cost.trained * (shards + 2 * moments);
+                let activations =
+                    rows * l.cost.per_row_training + val_capacity * l.cost.per_row_forward;
+                (
+                    l.name.clone(),
+                    l.cost.parameters,
+                    (buffers + activations) * F32,
+                )
             })
             .collect();
         let batches = (capacity + val_capacity) * row_io * F32;
@@ -208,13 +184,13 @@ pub fn training_memory(
 /// the outputs, one chunk's activations and the JSON text of the answer.
 pub fn predict_memory(layers: &[LayerSpec], features: usize, rows: usize) -> MemoryEstimate {
     let layers = layer_costs(layers, features);
-    let outputs = layers.last().map_or(features as u128, |l| l.width);
+    let outputs = layers.last().map_or(features as u128, |l| l.cost.width);
     let chunk = rows.min(CHUNK_ROWS) as u128;
     let shares = layers.iter().map(|l| {
         (
             l.name.clone(),
-            l.parameters,
-            chunk * l.per_row_forward * F32,
+            l.cost.parameters,
+            chunk * l.cost.per_row_forward * F32,
         )
     });
     let shares: Vec<_> = shares.collect();

@@ -38,7 +38,7 @@
 //!   (it sets the buffer size). A failed read ends training with [`TrainError::Read`].
 //!
 //! # Rooms
-//! `spec` (the JSON spec, parsing, checks → `ValidSpec`), `layers` (one file per layer kind),
+//! `spec` (the JSON spec, parsing, checks → `ValidSpec`), `layers` (one file per layer kind, listed only in `layers/mod.rs`),
 //! `ops` (activations, losses, metrics, matmul, rng, fallible allocation), `optim` (the
 //! optimizers and their update), `model` (network, prediction paths, summary, safetensors
 //! codec, scratch buffers), `data` (batches, splits, shapes; `data::stream` for sources larger

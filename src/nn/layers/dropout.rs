@@ -7,9 +7,96 @@
 //! part of the mask on its own thread and the whole mask is the same however the batch
 //! is split, and the loop vectorises (16 hashes per AVX-512 instruction sequence).
 
-use ndarray::{ArrayView2, ArrayViewMut2, Zip};
+use ndarray::{s, Array2, ArrayView2, ArrayViewMut2, Zip};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use crate::nn::error::SpecError;
+use crate::nn::layers::{Cost, Place};
 use crate::nn::ops::activation::widest;
+
+pub(crate) const NAME: &str = "dropout";
+pub(crate) const KIND: &str = "Dropout";
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutSpec {
+    /// Fraction of activations zeroed during training, in [0, 1).
+    #[schema(minimum = 0, exclusive_maximum = 1)]
+    pub rate: f64,
+}
+
+impl DropoutSpec {
+    pub(crate) fn check(&self, place: &Place<'_>) -> Result<(), SpecError> {
+        if (0.0..1.0).contains(&self.rate) {
+            Ok(())
+        } else {
+            Err(SpecError::range(
+                format!("{}.rate", place.at),
+                "in [0, 1)",
+                self.rate,
+            ))
+        }
+    }
+}
+
+/// No parameters; per row its output, and in training the mask and the gradient.
+pub(crate) fn cost(width: u128) -> Cost {
+    Cost {
+        parameters: 0,
+        kernel: 0,
+        trained: 0,
+        width,
+        per_row_training: 3 * width,
+        per_row_forward: width,
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Dropout {
+    pub rate: f32,
+}
+
+impl Dropout {
+    pub fn new(spec: &DropoutSpec) -> Dropout {
+        Dropout {
+            rate: spec.rate as f32,
+        }
+    }
+
+    /// In training (`key` given, a rate above 0) draws and applies the mask, kept in
+    /// `mask` for the backward pass; otherwise the identity (and `mask`, which a forward-only
+    /// workspace leaves empty, is not touched).
+    pub fn forward(
+        &self,
+        x: ArrayView2<'_, f32>,
+        mask: &mut Array2<f32>,
+        mut out: ArrayViewMut2<'_, f32>,
+        key: Option<MaskKey>,
+    ) {
+        match key {
+            Some(key) if self.rate > 0.0 => {
+                let mask = mask.slice_mut(s![..x.nrows(), ..]);
+                forward_train(self.rate, x, mask, out, key)
+            }
+            _ => out.assign(&x),
+        }
+    }
+
+    /// ∂L/∂x from ∂L/∂out through the mask of the last training `forward`.
+    pub fn backward(
+        &self,
+        mask: ArrayView2<'_, f32>,
+        d_out: ArrayView2<'_, f32>,
+        mut d_in: ArrayViewMut2<'_, f32>,
+    ) {
+        if self.rate > 0.0 {
+            backward(mask, d_out, d_in);
+        } else {
+            d_in.assign(&d_out);
+        }
+    }
+}
 
 /// The mask key of one batch, and where the rows being processed start in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,7 +149,7 @@ widest! {
 
 /// Draws the mask (0 or 1/(1−rate) per element) of these rows into `mask` and applies
 /// it; an element is dropped when its 32 hash bits fall below rate·2³².
-pub(crate) fn forward_train(
+fn forward_train(
     rate: f32,
     x: ArrayView2<'_, f32>,
     mut mask: ArrayViewMut2<'_, f32>,
@@ -87,11 +174,7 @@ pub(crate) fn forward_train(
 }
 
 /// ∂L/∂x = ∂L/∂out ⊙ mask.
-pub(crate) fn backward(
-    mask: ArrayView2<'_, f32>,
-    d_out: ArrayView2<'_, f32>,
-    d_in: ArrayViewMut2<'_, f32>,
-) {
+fn backward(mask: ArrayView2<'_, f32>, d_out: ArrayView2<'_, f32>, d_in: ArrayViewMut2<'_, f32>) {
     Zip::from(d_in)
         .and(&d_out)
         .and(&mask)
@@ -101,7 +184,8 @@ pub(crate) fn backward(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::model::network::{Layer, Network, Workspace};
+    use crate::nn::layers::Layer;
+    use crate::nn::model::network::{Network, Workspace};
     use ndarray::{s, Array2};
 
     fn key(k: u64) -> MaskKey {
@@ -194,7 +278,7 @@ mod tests {
         for (rate, train) in [(0.0f32, true), (0.5, false)] {
             let net = Network {
                 input_width: 3,
-                layers: vec![Layer::Dropout(rate)],
+                layers: vec![Layer::Dropout(Dropout { rate })],
             };
             let mut ws = Workspace::new(&net, 5, true).unwrap();
             net.forward(x.view(), &mut ws, train.then_some(key(2)), 1);

@@ -2,6 +2,46 @@
 //! variance of the training split. Not trained; its statistics travel with the model.
 
 use ndarray::{Array1, ArrayView1, ArrayView2, ArrayViewMut2, Zip};
+use safetensors::SafeTensors;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::nn::error::SpecError;
+use crate::nn::layers::{Cost, Place};
+use crate::nn::model::tensor_codec::{read_f32, TensorList};
+
+pub(crate) const NAME: &str = "normalization";
+pub(crate) const KIND: &str = "Normalization";
+
+/// Keras `Normalization` after `adapt` on the training split; no options.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NormalizationSpec {}
+
+impl NormalizationSpec {
+    pub(crate) fn check(&self, place: &Place<'_>) -> Result<(), SpecError> {
+        if place.first {
+            Ok(())
+        } else {
+            Err(SpecError::incompatible(
+                place.at,
+                "normalization must be the first layer: its statistics are the input features'",
+            ))
+        }
+    }
+}
+
+/// Mean and variance per feature; per row its output, and in training the gradient.
+pub(crate) fn cost(width: u128) -> Cost {
+    Cost {
+        parameters: 2 * width,
+        kernel: 0,
+        trained: 0,
+        width,
+        per_row_training: 2 * width,
+        per_row_forward: width,
+    }
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Normalization {
@@ -40,6 +80,41 @@ impl Normalization {
 
     pub fn width(&self) -> usize {
         self.mean.len()
+    }
+
+    /// Keras counts mean, variance and the sample count as (non-trainable) weights.
+    pub fn params(&self) -> usize {
+        2 * self.width() + 1
+    }
+
+    /// `{name}.mean` and `{name}.variance`: tensors rather than JSON text, so the
+    /// statistics round-trip bit-exactly.
+    pub fn push_tensors(&self, name: &str, list: &mut TensorList) {
+        let width = vec![self.width()];
+        list.push(
+            format!("{name}.mean"),
+            width.clone(),
+            self.mean.iter().copied(),
+        );
+        list.push(
+            format!("{name}.variance"),
+            width,
+            self.variance.iter().copied(),
+        );
+    }
+
+    pub fn read(st: &SafeTensors<'_>, name: &str, width: usize) -> Result<Normalization, String> {
+        let mean = read_f32(st, &format!("{name}.mean"), &[width])?;
+        let variance = read_f32(st, &format!("{name}.variance"), &[width])?;
+        Ok(Normalization::from_stats(mean.into(), variance.into()))
+    }
+
+    /// One row: `out = (x − mean) / std`.
+    pub fn forward_row(&self, x: &[f32], out: &mut [f32]) {
+        let x = ArrayView2::from_shape((1, x.len()), x).expect("one row");
+        let width = out.len();
+        let out = ArrayViewMut2::from_shape((1, width), out).expect("one row");
+        self.forward(x, out);
     }
 
     /// Mean and population variance accumulated part by part (a streamed adapt).

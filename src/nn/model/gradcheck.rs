@@ -3,9 +3,8 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::nn::layers::dropout::MaskKey;
-use crate::nn::layers::{Dense, Normalization};
-use crate::nn::model::network::{Layer, Network, Workspace};
+use crate::nn::layers::{Dense, Dropout, Layer, MaskKey, Normalization};
+use crate::nn::model::network::{Network, Workspace};
 use crate::nn::ops::loss::loss_sum;
 use crate::nn::ops::rng::{Rng, Stream};
 use crate::nn::optim::{Reg, Step};
@@ -260,7 +259,7 @@ fn three_layer_networks() {
         let layers = vec![
             Layer::Normalization(norm),
             dense(4, 6, a1, true, (0.0, 0.01), &mut rng),
-            Layer::Dropout(0.0),
+            Layer::Dropout(Dropout { rate: 0.0 }),
             dense(6, 5, a2, true, (0.005, 0.0), &mut rng),
             dense(5, 3, out_act, true, (0.0, 0.0), &mut rng),
         ];
@@ -282,7 +281,7 @@ fn dropout_backward_uses_the_forward_mask() {
         input_width: 3,
         layers: vec![
             dense(3, 8, Activation::Tanh, true, (0.0, 0.0), &mut rng),
-            Layer::Dropout(0.5),
+            Layer::Dropout(Dropout { rate: 0.5 }),
             dense(8, 2, Activation::Linear, true, (0.0, 0.0), &mut rng),
         ],
     };

@@ -1,5 +1,6 @@
 //! A trained model: predict, classify, evaluate.
 
+pub(in crate::nn) mod few_rows;
 pub(in crate::nn) mod network;
 pub(in crate::nn) mod scratch;
 pub(in crate::nn) mod summary;
@@ -19,7 +20,6 @@ use crate::nn::data::{check_targets, first_non_finite, Samples};
 use crate::nn::error::ModelError;
 use crate::nn::memory::{predict_memory, MemoryEstimate};
 use crate::nn::model::network::{Network, Workspace};
-use crate::nn::layers::dense::row;
 use crate::nn::model::scratch::Scratch;
 use crate::nn::ops::alloc::zeros2;
 use crate::nn::ops::loss::loss_sum;
@@ -135,9 +135,9 @@ impl Model {
         self.check_input(x)?;
         let rows = x.nrows();
         let mut out = zeros2((rows, self.output_width()), "predictions")?;
-        if rows <= row::MAX_ROWS {
+        if rows <= few_rows::MAX_ROWS {
             self.scratch.with_row_buffers(|buffers| {
-                row::forward_rows(&self.net, x, out.view_mut(), buffers)
+                few_rows::forward_rows(&self.net, x, out.view_mut(), buffers)
             });
             return Ok(out);
         }

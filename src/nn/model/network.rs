@@ -1,34 +1,16 @@
 //! A stack of layers and its forward/backward passes over preallocated buffers.
 
-use ndarray::{s, Array2, ArrayView2};
+use ndarray::{s, ArrayView2};
 
-use crate::nn::layers::dense::DenseGrads;
-use crate::nn::layers::dropout::{self, MaskKey};
-use crate::nn::layers::{Dense, Normalization};
+use crate::nn::layers::{DenseGrads, Layer, LayerBuffers, MaskKey, Normalization};
 use crate::nn::ops::alloc::{zeros2, OutOfMemory};
 use crate::nn::ops::rng::Rng;
-use crate::nn::spec::{LayerSpec, TrainingSpec};
-
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) enum Layer {
-    Normalization(Normalization),
-    Dense(Dense),
-    Dropout(f32),
-}
+use crate::nn::spec::TrainingSpec;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Network {
     pub input_width: usize,
     pub layers: Vec<Layer>,
-}
-
-impl Layer {
-    pub fn width(&self, input: usize) -> usize {
-        match self {
-            Layer::Dense(d) => d.units(),
-            _ => input,
-        }
-    }
 }
 
 impl Network {
@@ -42,18 +24,11 @@ impl Network {
     ) -> Result<Network, OutOfMemory> {
         let mut width = features;
         let mut layers = Vec::new();
-        for layer in &spec.model.layers {
-            match layer {
-                LayerSpec::Input(_) => continue,
-                LayerSpec::Dense(d) => layers.push(Layer::Dense(Dense::new(width, d, rng)?)),
-                LayerSpec::Dropout(d) => layers.push(Layer::Dropout(d.rate as f32)),
-                LayerSpec::Normalization(_) => layers.push(Layer::Normalization(
-                    normalization
-                        .take()
-                        .expect("normalization statistics for the first layer"),
-                )),
+        for spec in &spec.model.layers {
+            if let Some(layer) = spec.build(width, rng, &mut normalization)? {
+                width = layer.width(width);
+                layers.push(layer);
             }
-            width = layers.last().map_or(width, |l| l.width(width));
         }
         Ok(Network {
             input_width: features,
@@ -65,16 +40,9 @@ impl Network {
         self.layers.iter().fold(self.input_width, |w, l| l.width(w))
     }
 
-    pub fn dense_layers(&self) -> impl Iterator<Item = &Dense> {
-        self.layers.iter().filter_map(|l| match l {
-            Layer::Dense(d) => Some(d),
-            _ => None,
-        })
-    }
-
-    /// The kernels' regularization terms.
+    /// The layers' regularization terms.
     pub fn penalty(&self) -> f64 {
-        self.dense_layers().map(Dense::penalty).sum()
+        self.layers.iter().map(Layer::penalty).sum()
     }
 
     /// Forward pass over the rows of `x` into `ws`. `dropout` is the batch's mask key in
@@ -95,25 +63,12 @@ impl Network {
             } else {
                 before[i - 1].a.slice(s![..rows, ..])
             };
-            let buf = &mut rest[0];
-            let a = buf.a.slice_mut(s![..rows, ..]);
-            match layer {
-                Layer::Normalization(n) => n.forward(input, a),
-                Layer::Dense(d) => d.forward(input, buf.z.slice_mut(s![..rows, ..]), a, threads),
-                Layer::Dropout(rate) => match dropout {
-                    Some(key) if *rate > 0.0 => dropout::forward_train(
-                        *rate,
-                        input,
-                        buf.z.slice_mut(s![..rows, ..]),
-                        a,
-                        key.for_layer(i),
-                    ),
-                    _ => {
-                        let mut a = a;
-                        a.assign(&input);
-                    }
-                },
-            }
+            layer.forward(
+                input,
+                &mut rest[0],
+                dropout.map(|k| k.for_layer(i)),
+                threads,
+            );
         }
     }
 
@@ -137,13 +92,10 @@ impl Network {
     ) {
         let rows = x.nrows();
         let last = self.layers.len() - 1;
-        let first_dense = self
-            .layers
-            .iter()
-            .position(|l| matches!(l, Layer::Dense(_)));
+        let first_trained = self.layers.iter().position(Layer::is_trained);
         for i in (0..self.layers.len()).rev() {
-            // Gradients flow to the input of layer i only if a dense layer lies below it.
-            let wants_dx = first_dense.is_some_and(|f| f < i);
+            // Gradients flow to the input of layer i only if a trained layer lies below it.
+            let wants_dx = first_trained.is_some_and(|f| f < i);
             let (before, rest) = ws.layers.split_at_mut(i);
             let buf = &mut rest[0];
             let (input, dx) = match before.last_mut() {
@@ -157,51 +109,16 @@ impl Network {
                 ),
                 _ => (x.view(), None),
             };
-            match &self.layers[i] {
-                Layer::Normalization(_) => {}
-                Layer::Dense(dense) => {
-                    let grads = ws.grads[i]
-                        .as_mut()
-                        .expect("gradient buffers for dense layers");
-                    dense.backward(
-                        input,
-                        buf.z.slice(s![..rows, ..]),
-                        buf.a.slice(s![..rows, ..]),
-                        buf.d.slice_mut(s![..rows, ..]),
-                        fused && i == last,
-                        grads,
-                        dx,
-                        threads,
-                    );
-                }
-                Layer::Dropout(rate) => {
-                    if let Some(dx) = dx {
-                        if *rate > 0.0 {
-                            dropout::backward(
-                                buf.z.slice(s![..rows, ..]),
-                                buf.d.slice(s![..rows, ..]),
-                                dx,
-                            );
-                        } else {
-                            let mut dx = dx;
-                            dx.assign(&buf.d.slice(s![..rows, ..]));
-                        }
-                    }
-                }
-            }
+            self.layers[i].backward(
+                input,
+                buf,
+                fused && i == last,
+                ws.grads[i].as_mut(),
+                dx,
+                threads,
+            );
         }
     }
-}
-
-/// Per-layer buffers of one layer.
-#[derive(Debug)]
-pub(crate) struct LayerBuffers {
-    /// Dense: pre-activation; dropout: the scaled mask of the last training pass.
-    pub z: Array2<f32>,
-    /// The layer's output.
-    pub a: Array2<f32>,
-    /// ∂L/∂a (training only; empty otherwise).
-    pub d: Array2<f32>,
 }
 
 /// All buffers a forward (and backward) pass needs for up to `capacity` rows,
@@ -218,8 +135,7 @@ impl Workspace {
         let mut layers = Vec::with_capacity(net.layers.len());
         for layer in &net.layers {
             width = layer.width(width);
-            let aux = matches!(layer, Layer::Dense(_))
-                || (training && matches!(layer, Layer::Dropout(_)));
+            let aux = layer.keeps_z(training);
             let zeros = |on: bool| {
                 zeros2(
                     if on { (capacity, width) } else { (0, width) },
@@ -235,10 +151,7 @@ impl Workspace {
         let grads = net
             .layers
             .iter()
-            .map(|l| match l {
-                Layer::Dense(d) if training => DenseGrads::for_layer(d).map(Some),
-                _ => Ok(None),
-            })
+            .map(|l| if training { l.gradients() } else { Ok(None) })
             .collect::<Result<_, _>>()?;
         Ok(Workspace { layers, grads })
     }

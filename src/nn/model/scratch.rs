@@ -92,9 +92,8 @@ mod tests {
     use ndarray::Array2;
 
     use super::*;
-    use crate::nn::layers::Dense;
-    use crate::nn::model::network::Layer;
-    use crate::nn::spec::Activation;
+    use crate::nn::layers::{Dense, Layer};
+    use crate::nn::ops::activation::Activation;
 
     fn net() -> Network {
         Network {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::nn::model::network::Layer;
+use crate::nn::layers::unique_names;
 use crate::nn::model::Model;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
@@ -29,25 +29,11 @@ impl Model {
     pub fn summary(&self) -> ModelSummary {
         let mut layers = Vec::new();
         let (mut trainable, mut frozen) = (0, 0);
-        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
         let mut width = self.net.input_width;
-        for layer in &self.net.layers {
+        let names = unique_names(self.net.layers.iter().map(|l| l.base_name()));
+        for (layer, name) in self.net.layers.iter().zip(names) {
             width = layer.width(width);
-            let (base, kind, params, is_trainable) = match layer {
-                Layer::Dense(d) => ("dense", "Dense", d.params(), true),
-                Layer::Dropout(_) => ("dropout", "Dropout", 0, true),
-                // Keras counts mean, variance and the sample count as non-trainable weights.
-                Layer::Normalization(n) => {
-                    ("normalization", "Normalization", 2 * n.width() + 1, false)
-                }
-            };
-            let n = seen.entry(base).or_default();
-            let name = if *n == 0 {
-                base.to_owned()
-            } else {
-                format!("{base}_{n}")
-            };
-            *n += 1;
+            let (params, is_trainable) = layer.params();
             if is_trainable {
                 trainable += params;
             } else {
@@ -55,7 +41,7 @@ impl Model {
             }
             layers.push(LayerSummary {
                 name,
-                kind: kind.to_owned(),
+                kind: layer.kind().to_owned(),
                 output_shape: vec![None, Some(width)],
                 params,
             });

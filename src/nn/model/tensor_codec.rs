@@ -1,19 +1,17 @@
 //! Models as safetensors files: named f32 tensors (`dense.kernel` [in, out],
 //! `dense.bias`, `normalization.mean`, `normalization.variance`, names as in
-//! `summary()`), with the training spec as JSON in the metadata under `"spec"`.
-//! The normalization statistics are tensors rather than JSON text so they round-trip
-//! bit-exactly.
+//! `summary()`; each layer kind writes and reads its own), with the training spec as JSON
+//! in the metadata under `"spec"`.
 
 use std::collections::HashMap;
 
-use ndarray::{Array1, Array2};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::nn::error::ModelError;
-use crate::nn::layers::{Dense, Normalization};
-use crate::nn::model::network::{Layer, Network};
+use crate::nn::layers::{unique_names, Layer, LayerSpec};
+use crate::nn::model::network::Network;
 use crate::nn::model::Model;
-use crate::nn::spec::{LayerSpec, TrainingSpec};
+use crate::nn::spec::TrainingSpec;
 
 const FORMAT: &str = "nnserve.model";
 const VERSION: &str = "1";
@@ -64,34 +62,9 @@ pub(crate) fn read_f32(
 
 impl Model {
     pub(crate) fn push_tensors(&self, prefix: &str, list: &mut TensorList) {
-        let names = self.summary().layers;
-        for (layer, summary) in self.net.layers.iter().zip(names) {
-            let name = format!("{prefix}{}", summary.name);
-            match layer {
-                Layer::Dense(d) => {
-                    list.push(
-                        format!("{name}.kernel"),
-                        d.kernel.shape().to_vec(),
-                        d.kernel.iter().copied(),
-                    );
-                    if let Some(b) = &d.bias {
-                        list.push(format!("{name}.bias"), vec![b.len()], b.iter().copied());
-                    }
-                }
-                Layer::Normalization(n) => {
-                    list.push(
-                        format!("{name}.mean"),
-                        vec![n.width()],
-                        n.mean.iter().copied(),
-                    );
-                    list.push(
-                        format!("{name}.variance"),
-                        vec![n.width()],
-                        n.variance.iter().copied(),
-                    );
-                }
-                Layer::Dropout(_) => {}
-            }
+        let names = unique_names(self.net.layers.iter().map(|l| l.base_name()));
+        for (layer, name) in self.net.layers.iter().zip(names) {
+            layer.push_tensors(&format!("{prefix}{name}"), list);
         }
     }
 
@@ -143,60 +116,17 @@ impl Model {
             .get("features")
             .and_then(|f| f.parse().ok())
             .ok_or("no feature count in the metadata")?;
-        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
-        let mut next_name = |base: &'static str| {
-            let n = seen.entry(base).or_default();
-            let name = if *n == 0 {
-                format!("{prefix}{base}")
-            } else {
-                format!("{prefix}{base}_{n}")
-            };
-            *n += 1;
-            name
-        };
+        let names = unique_names(spec.model.layers.iter().filter_map(LayerSpec::base_name));
+        let built = spec.model.layers.iter().filter(|l| l.base_name().is_some());
         let mut width = features;
         let mut layers = Vec::new();
-        for layer in &spec.model.layers {
-            match layer {
-                LayerSpec::Input(_) => continue,
-                LayerSpec::Dense(d) => {
-                    let name = next_name("dense");
-                    let kernel = read_f32(st, &format!("{name}.kernel"), &[width, d.units])?;
-                    let bias = match d.use_bias {
-                        true => Some(Array1::from(read_f32(
-                            st,
-                            &format!("{name}.bias"),
-                            &[d.units],
-                        )?)),
-                        false => None,
-                    };
-                    let reg = d.kernel_regularizer.unwrap_or_default();
-                    layers.push(Layer::Dense(Dense {
-                        kernel: Array2::from_shape_vec((width, d.units), kernel)
-                            .expect("length checked"),
-                        bias,
-                        activation: d.activation,
-                        l1: reg.l1 as f32,
-                        l2: reg.l2 as f32,
-                    }));
-                    width = d.units;
-                }
-                LayerSpec::Dropout(d) => {
-                    next_name("dropout");
-                    layers.push(Layer::Dropout(d.rate as f32));
-                }
-                LayerSpec::Normalization(_) => {
-                    let name = next_name("normalization");
-                    let mean = read_f32(st, &format!("{name}.mean"), &[width])?;
-                    let variance = read_f32(st, &format!("{name}.variance"), &[width])?;
-                    layers.push(Layer::Normalization(Normalization::from_stats(
-                        mean.into(),
-                        variance.into(),
-                    )));
-                }
+        for (layer, name) in built.zip(names) {
+            if let Some(layer) = layer.read(st, &format!("{prefix}{name}"), width)? {
+                width = layer.width(width);
+                layers.push(layer);
             }
         }
-        if !layers.iter().any(|l| matches!(l, Layer::Dense(_))) {
+        if !layers.iter().any(Layer::is_trained) {
             return Err("the spec has no dense layer".to_owned());
         }
         Ok(Model::new(

@@ -1,6 +1,23 @@
 //! Activation functions over one row of a layer, forward and backward (Keras definitions).
 
-use crate::nn::spec::Activation;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    #[default]
+    Linear,
+    Sigmoid,
+    Relu,
+    Tanh,
+    Softmax,
+    LeakyRelu,
+    Elu,
+    Gelu,
+    Softplus,
+    Swish,
+}
 
 /// Keras' `leaky_relu` activation slope for negative inputs.
 const LEAKY_SLOPE: f32 = 0.2;

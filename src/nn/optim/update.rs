@@ -5,8 +5,8 @@
 
 use smallvec::SmallVec;
 
-use crate::nn::layers::dense::DenseGrads;
-use crate::nn::model::network::{Layer, Network, Workspace};
+use crate::nn::layers::{DenseGrads, Layer};
+use crate::nn::model::network::{Network, Workspace};
 use crate::nn::optim::{Optimizer, Reg, Step};
 use crate::nn::train::step::MAX_SHARDS;
 
@@ -159,7 +159,7 @@ pub(crate) fn apply_updates(
     threads: usize,
 ) {
     let k = optimizer.moments();
-    let params: usize = net.dense_layers().map(|d| d.params()).sum();
+    let params: usize = net.layers.iter().flat_map(Layer::trained_lengths).sum();
     if threads <= 1 || params < PARALLEL_UPDATE_MIN {
         for_each_part(net, shards, moments, k, |part| part.run(optimizer, step, k));
         return;

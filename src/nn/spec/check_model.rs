@@ -2,6 +2,7 @@
 
 use crate::nn::data::DataShape;
 use crate::nn::error::SpecError;
+use crate::nn::layers::Place;
 use crate::nn::model::Task;
 use crate::nn::spec::check::loss_name;
 use crate::nn::spec::{Activation, LayerSpec, LossKind, TrainingSpec};
@@ -41,52 +42,15 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
     let mut last_dense = None;
     for (i, layer) in layers.iter().enumerate() {
         let at = format!("model.layers[{i}]");
-        match layer {
-            LayerSpec::Input(input) => {
-                if i != 0 {
-                    return Err(SpecError::incompatible(
-                        at,
-                        "an input layer must come first",
-                    ));
-                }
-                if input.shape != [shape.features] {
-                    return Err(SpecError::incompatible(
-                        format!("{at}.shape"),
-                        format!(
-                            "the input shape is {:?} but the dataset has {} features",
-                            input.shape, shape.features
-                        ),
-                    ));
-                }
-            }
-            LayerSpec::Normalization(_) => {
-                let first = i == 0 || (i == 1 && matches!(layers[0], LayerSpec::Input(_)));
-                if !first {
-                    return Err(SpecError::incompatible(
-                        at,
-                        "normalization must be the first layer: its statistics are the input features'",
-                    ));
-                }
-            }
-            LayerSpec::Dropout(d) => {
-                if !(0.0..1.0).contains(&d.rate) {
-                    return Err(SpecError::range(format!("{at}.rate"), "in [0, 1)", d.rate));
-                }
-            }
-            LayerSpec::Dense(d) => {
-                if d.units == 0 {
-                    return Err(SpecError::range(format!("{at}.units"), "at least 1", 0));
-                }
-                if let Some(r) = d.kernel_regularizer {
-                    for (name, v) in [("l1", r.l1), ("l2", r.l2)] {
-                        if !(v.is_finite() && v >= 0.0) {
-                            let field = format!("{at}.kernel_regularizer.{name}");
-                            return Err(SpecError::range(field, "at least 0", v));
-                        }
-                    }
-                }
-                last_dense = Some(i);
-            }
+        let first = i == 0 || (i == 1 && matches!(layers[0], LayerSpec::Input(_)));
+        layer.check(&Place {
+            at: &at,
+            index: i,
+            first,
+            features: shape.features,
+        })?;
+        if matches!(layer, LayerSpec::Dense(_)) {
+            last_dense = Some(i);
         }
     }
     let Some(last) = last_dense else {

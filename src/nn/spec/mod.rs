@@ -14,6 +14,10 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema,
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
+pub use crate::nn::layers::{
+    DenseSpec, DropoutSpec, Initializer, InputSpec, LayerSpec, NormalizationSpec, RegularizerSpec,
+};
+pub use crate::nn::ops::activation::Activation;
 pub use crate::nn::optim::spec::{AdamSpec, AdamWSpec, OptimizerSpec, RmsPropSpec, SgdSpec};
 
 /// A complete training job: the network, how to train it, and when to stop.
@@ -65,88 +69,6 @@ fn default_true() -> bool {
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     pub layers: Vec<LayerSpec>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum LayerSpec {
-    /// Optional first layer declaring the feature count (Keras `Input(shape=...)`).
-    Input(InputSpec),
-    Dense(DenseSpec),
-    Dropout(DropoutSpec),
-    Normalization(NormalizationSpec),
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InputSpec {
-    pub shape: Vec<usize>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DenseSpec {
-    #[schema(minimum = 1)]
-    pub units: usize,
-    #[serde(default)]
-    pub activation: Activation,
-    #[serde(default = "default_true")]
-    pub use_bias: bool,
-    #[serde(default)]
-    pub kernel_initializer: Initializer,
-    #[serde(default)]
-    pub kernel_regularizer: Option<RegularizerSpec>,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct DropoutSpec {
-    /// Fraction of activations zeroed during training, in [0, 1).
-    #[schema(minimum = 0, exclusive_maximum = 1)]
-    pub rate: f64,
-}
-
-/// Keras `Normalization` after `adapt` on the training split; no options.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NormalizationSpec {}
-
-/// `{"l1": x, "l2": y}`: adds `l1·Σ|w| + l2·Σw²` of the kernel to the loss.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Default, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RegularizerSpec {
-    #[serde(default)]
-    pub l1: f64,
-    #[serde(default)]
-    pub l2: f64,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Activation {
-    #[default]
-    Linear,
-    Sigmoid,
-    Relu,
-    Tanh,
-    Softmax,
-    LeakyRelu,
-    Elu,
-    Gelu,
-    Softplus,
-    Swish,
-}
-
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Initializer {
-    #[default]
-    GlorotUniform,
-    GlorotNormal,
-    HeUniform,
-    HeNormal,
-    LecunNormal,
-    Zeros,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, ToSchema)]

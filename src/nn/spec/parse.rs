@@ -1,7 +1,7 @@
 //! Parsing a spec from JSON with the path of the first problem in the message.
 
 use crate::nn::error::SpecError;
-use crate::nn::spec::{DenseSpec, DropoutSpec, InputSpec, NormalizationSpec, TrainingSpec};
+use crate::nn::spec::{LayerSpec, TrainingSpec};
 
 impl TrainingSpec {
     /// Parse JSON, naming the path of the first problem (`model.layers[1].activation: ...`).
@@ -37,29 +37,17 @@ fn check_layer_body(layer: &serde_json::Value) -> Result<(), (String, String)> {
         return Ok(());
     };
     let mut body = object.clone();
-    let kind = body.remove("type");
-    let body = serde_json::Value::Object(body);
-    fn check<T: serde::de::DeserializeOwned>(
-        body: serde_json::Value,
-    ) -> Result<(), (String, String)> {
-        serde_path_to_error::deserialize::<_, T>(body)
-            .map(drop)
-            .map_err(|e| {
-                let path = e.path().to_string();
-                let suffix = if path == "." {
-                    String::new()
-                } else {
-                    format!(".{path}")
-                };
-                (suffix, e.inner().to_string())
-            })
-    }
-    match kind.as_ref().and_then(serde_json::Value::as_str) {
-        Some("dense") => check::<DenseSpec>(body),
-        Some("dropout") => check::<DropoutSpec>(body),
-        Some("normalization") => check::<NormalizationSpec>(body),
-        Some("input") => check::<InputSpec>(body),
-        // Unknown or missing types are reported by the full parse.
-        _ => Ok(()),
-    }
+    // Unknown or missing types are reported by the full parse.
+    let Some(serde_json::Value::String(kind)) = body.remove("type") else {
+        return Ok(());
+    };
+    LayerSpec::check_body(&kind, serde_json::Value::Object(body)).map_err(|e| {
+        let path = e.path().to_string();
+        let suffix = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
+        (suffix, e.inner().to_string())
+    })
 }

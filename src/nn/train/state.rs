@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::layers::Normalization;
+use crate::nn::layers::{Layer, Normalization};
 use crate::nn::model::network::Network;
 use crate::nn::model::Model;
 use crate::nn::ops::alloc::{filled, OutOfMemory};
@@ -95,8 +95,9 @@ impl TrainingState {
         let net = Network::build(ts, width, normalization, &mut init)?;
         let optimizer = optim::build(&ts.optimizer);
         let moments = net
-            .dense_layers()
-            .flat_map(|d| std::iter::once(d.kernel.len()).chain(d.bias.as_ref().map(|b| b.len())))
+            .layers
+            .iter()
+            .flat_map(Layer::trained_lengths)
             .flat_map(|len| (0..optimizer.moments()).map(move |_| filled(len, 0.0f32, "moments")))
             .collect::<Result<_, _>>()?;
         Ok(TrainingState {

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use ndarray::{s, ArrayView2};
 
-use crate::nn::layers::dropout::MaskKey;
+use crate::nn::layers::{Layer, MaskKey};
 use crate::nn::model::network::{Network, Workspace};
 use crate::nn::ops::loss::loss_sum_of_batch;
 use crate::nn::spec::LossKind;
@@ -27,7 +27,7 @@ const MIN_BATCH_MACS: usize = 1 << 22;
 
 /// How many shards a batch of `batch_size` rows is split into for `net`.
 pub(crate) fn shard_count(net: &Network, batch_size: usize) -> usize {
-    let macs_per_row: usize = net.dense_layers().map(|d| d.kernel.len()).sum();
+    let macs_per_row: usize = net.layers.iter().map(Layer::macs_per_row).sum();
     shard_count_for(macs_per_row as u128, batch_size)
 }
 
@@ -122,8 +122,7 @@ fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::layers::Dense;
-    use crate::nn::model::network::Layer;
+    use crate::nn::layers::{Dense, Dropout};
     use crate::nn::ops::rng::{Rng, Stream};
     use crate::nn::spec::{Activation, DenseSpec, Initializer};
     use ndarray::Array2;
@@ -150,7 +149,7 @@ mod tests {
             };
             layers.push(dense(w[0], w[1], act, rng));
             if dropout && i == 0 {
-                layers.push(Layer::Dropout(0.3));
+                layers.push(Layer::Dropout(Dropout { rate: 0.3 }));
             }
         }
         Network {

@@ -3,14 +3,23 @@
 //! [in, out] (Keras' own layout) makes the forward product a plain row-major GEMM;
 //! the two backward products use transposed views, which `matmul` handles by strides.
 
-pub(in crate::nn) mod row;
+mod row;
+mod spec;
+
+pub use spec::{DenseSpec, Initializer, RegularizerSpec};
 
 use ndarray::{Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
+use safetensors::SafeTensors;
 
+use crate::nn::layers::RowScratch;
+use crate::nn::model::tensor_codec::{read_f32, TensorList};
+use crate::nn::ops::activation::Activation;
 use crate::nn::ops::alloc::{zeros1, zeros2, OutOfMemory};
 use crate::nn::ops::matmul::{matmul, NARROW_UNITS};
 use crate::nn::ops::rng::Rng;
-use crate::nn::spec::{Activation, DenseSpec, Initializer};
+
+pub(crate) const NAME: &str = "dense";
+pub(crate) const KIND: &str = "Dense";
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Dense {
@@ -67,6 +76,44 @@ impl Dense {
         })
     }
 
+    /// The layer stored by `push_tensors` under `name`, for `width` inputs.
+    pub fn read(
+        spec: &DenseSpec,
+        st: &SafeTensors<'_>,
+        name: &str,
+        width: usize,
+    ) -> Result<Dense, String> {
+        let kernel = read_f32(st, &format!("{name}.kernel"), &[width, spec.units])?;
+        let bias = match spec.use_bias {
+            true => Some(Array1::from(read_f32(
+                st,
+                &format!("{name}.bias"),
+                &[spec.units],
+            )?)),
+            false => None,
+        };
+        let reg = spec.kernel_regularizer.unwrap_or_default();
+        Ok(Dense {
+            kernel: Array2::from_shape_vec((width, spec.units), kernel).expect("length checked"),
+            bias,
+            activation: spec.activation,
+            l1: reg.l1 as f32,
+            l2: reg.l2 as f32,
+        })
+    }
+
+    /// `{name}.kernel` [in, out] and, with a bias, `{name}.bias`.
+    pub fn push_tensors(&self, name: &str, list: &mut TensorList) {
+        list.push(
+            format!("{name}.kernel"),
+            self.kernel.shape().to_vec(),
+            self.kernel.iter().copied(),
+        );
+        if let Some(b) = &self.bias {
+            list.push(format!("{name}.bias"), vec![b.len()], b.iter().copied());
+        }
+    }
+
     pub fn units(&self) -> usize {
         self.kernel.ncols()
     }
@@ -105,6 +152,15 @@ impl Dense {
             a.as_slice_mut().expect("contiguous rows"),
             width,
         );
+    }
+
+    /// One row (the few-rows predict path): `out[..units] = f(x·W + b)`; returns `units`.
+    pub fn forward_row(&self, x: &[f32], out: &mut [f32], scratch: RowScratch<'_>) -> usize {
+        let units = self.units();
+        let z = &mut scratch.z[..units];
+        row::pre_activation(self, x, scratch.nonzero, z);
+        Activation::forward_block(self.activation, z, &mut out[..units], units);
+        units
     }
 
     /// Given `d` = ∂L/∂a (or ∂L/∂z already when `d_is_dz`), writes the kernel and bias

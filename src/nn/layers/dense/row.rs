@@ -1,73 +1,13 @@
-//! Inference for a handful of rows: each row through each dense layer as one vector–matrix
-//! product. gemm's blocked product packs the whole kernel on every call, many times the
-//! arithmetic of one row; with the kernel stored [in, out], `x·W` for one row is instead a sum of kernel rows scaled by the inputs, read straight from cache, and inputs
-//! that are 0 (most of a CSV-born row) are skipped at no cost in accuracy.
+//! The dense layer's one-row kernel, for predicting a handful of rows. gemm's blocked
+//! product packs the whole kernel on every call, many times the arithmetic of one row; with
+//! the kernel stored [in, out], `x·W` for one row is instead a sum of kernel rows scaled by
+//! the inputs, read straight from cache, and inputs that are 0 (most of a CSV-born row) are
+//! skipped at no cost in accuracy.
 
-use ndarray::{ArrayView2, ArrayViewMut2};
-
-use crate::nn::layers::{Dense, Normalization};
-use crate::nn::model::network::{Layer, Network};
-use crate::nn::model::scratch::RowBuffers;
-use crate::nn::spec::Activation;
-
-/// Up to this many rows, `Model::predict` goes row by row; from here on gemm's blocked
-/// product, which reads each kernel once per block of rows, is faster.
-pub(crate) const MAX_ROWS: usize = 4;
-
-/// The forward pass (dropout off) of each row of `x` into the same row of `out`.
-pub(crate) fn forward_rows(
-    net: &Network,
-    x: ArrayView2<'_, f32>,
-    mut out: ArrayViewMut2<'_, f32>,
-    buffers: &mut RowBuffers,
-) {
-    let widest = net
-        .layers
-        .iter()
-        .fold((net.input_width, net.input_width), |(w, max), l| {
-            let w = l.width(w);
-            (w, max.max(w))
-        })
-        .1;
-    let RowBuffers { a, b, z, nonzero } = buffers;
-    for buf in [&mut *a, &mut *b, &mut *z] {
-        buf.resize(widest, 0.0);
-    }
-    nonzero.resize(widest, 0);
-    for (row, mut target) in x.rows().into_iter().zip(out.rows_mut()) {
-        let mut width = row.len();
-        match row.as_slice() {
-            Some(values) => a[..width].copy_from_slice(values),
-            None => a.iter_mut().zip(row).for_each(|(a, v)| *a = *v),
-        }
-        for layer in &net.layers {
-            match layer {
-                Layer::Normalization(n) => normalize(n, &a[..width], &mut b[..width]),
-                Layer::Dense(d) => {
-                    let units = d.units();
-                    dense(d, &a[..width], nonzero, &mut z[..units]);
-                    Activation::forward_block(d.activation, &z[..units], &mut b[..units], units);
-                    width = units;
-                }
-                Layer::Dropout(_) => continue,
-            }
-            std::mem::swap(a, b);
-        }
-        for (t, v) in target.iter_mut().zip(&a[..width]) {
-            *t = *v;
-        }
-    }
-}
-
-fn normalize(n: &Normalization, x: &[f32], out: &mut [f32]) {
-    let x = ArrayView2::from_shape((1, x.len()), x).expect("one row");
-    let width = out.len();
-    let out = ArrayViewMut2::from_shape((1, width), out).expect("one row");
-    n.forward(x, out);
-}
+use crate::nn::layers::Dense;
 
 /// `z = x·W + b` for one row; `nonzero` is room for the positions of x's non-zero values.
-fn dense(d: &Dense, x: &[f32], nonzero: &mut [u32], z: &mut [f32]) {
+pub(super) fn pre_activation(d: &Dense, x: &[f32], nonzero: &mut [u32], z: &mut [f32]) {
     let kernel = d.kernel.as_slice().expect("a standard-layout kernel");
     match &d.bias {
         Some(b) => z.copy_from_slice(b.as_slice().expect("a contiguous bias")),
@@ -208,7 +148,11 @@ fn accumulate_avx2(x: &[f32], nonzero: &[u32], kernel: &[f32], z: &mut [f32]) {
 mod tests {
     use ndarray::{array, Array2};
 
-    use super::*;
+    use crate::nn::layers::{Dense, Dropout, Layer};
+    use crate::nn::model::few_rows::forward_rows;
+    use crate::nn::model::network::Network;
+    use crate::nn::model::scratch::RowBuffers;
+    use crate::nn::ops::activation::Activation;
 
     fn dense(kernel: Array2<f32>, bias: Option<Vec<f32>>, activation: Activation) -> Layer {
         Layer::Dense(Dense {
@@ -232,7 +176,7 @@ mod tests {
                     Some(vec![0.5, -10.0]),
                     Activation::Relu,
                 ),
-                Layer::Dropout(0.5),
+                Layer::Dropout(Dropout { rate: 0.5 }),
                 dense(array![[1.0], [-1.0]], None, Activation::Linear),
             ],
         };
