@@ -4,10 +4,16 @@
 //! so the whole training state is plain data that a checkpoint can store.
 //! Each update is one pass over a parameter buffer, with the L1/L2 gradient fused in.
 
+mod adam;
+mod rmsprop;
+mod sgd;
 pub(in crate::nn) mod spec;
 pub(in crate::nn) mod update;
 
-use crate::nn::ops::activation::widest;
+pub use adam::{AdamSpec, AdamWSpec};
+pub use rmsprop::RmsPropSpec;
+pub use sgd::SgdSpec;
+
 use crate::nn::spec::OptimizerSpec;
 
 /// The per-step inputs: learning rate and the 1-based iteration count.
@@ -30,7 +36,7 @@ impl Reg {
     }
 
     #[inline]
-    fn grad(self, w: f32) -> f32 {
+    pub(super) fn grad(self, w: f32) -> f32 {
         let sign = if w > 0.0 {
             1.0
         } else if w < 0.0 {
@@ -43,7 +49,7 @@ impl Reg {
 }
 
 /// `a += b`, element by element: the two shards' gradients in shard order.
-fn add_into(a: &mut [f32], b: &[f32]) {
+pub(super) fn add_into(a: &mut [f32], b: &[f32]) {
     for (s, &g) in a.iter_mut().zip(b) {
         *s += g;
     }
@@ -80,226 +86,10 @@ pub(crate) trait Optimizer: Send + Sync {
 
 pub(crate) fn build(spec: &OptimizerSpec) -> Box<dyn Optimizer> {
     match spec {
-        OptimizerSpec::Sgd(s) => Box::new(Sgd {
-            momentum: s.momentum as f32,
-            nesterov: s.nesterov,
-        }),
-        OptimizerSpec::Adam(s) => Box::new(Adam {
-            beta_1: s.beta_1,
-            beta_2: s.beta_2,
-            epsilon: s.epsilon as f32,
-            weight_decay: 0.0,
-        }),
-        OptimizerSpec::AdamW(s) => Box::new(Adam {
-            beta_1: s.beta_1,
-            beta_2: s.beta_2,
-            epsilon: s.epsilon as f32,
-            weight_decay: s.weight_decay as f32,
-        }),
-        OptimizerSpec::RmsProp(s) => Box::new(RmsProp {
-            rho: s.rho as f32,
-            momentum: s.momentum as f32,
-            epsilon: s.epsilon as f32,
-            centered: s.centered,
-        }),
-    }
-}
-
-struct Sgd {
-    momentum: f32,
-    nesterov: bool,
-}
-
-impl Optimizer for Sgd {
-    fn moments(&self) -> usize {
-        usize::from(self.momentum != 0.0)
-    }
-
-    fn update(
-        &self,
-        step: Step,
-        param: &mut [f32],
-        grad: &[f32],
-        reg: Reg,
-        moments: &mut [&mut [f32]],
-    ) {
-        let lr = step.lr;
-        if self.momentum == 0.0 {
-            for (w, &g) in param.iter_mut().zip(grad) {
-                *w -= lr * (g + reg.grad(*w));
-            }
-            return;
-        }
-        let mu = self.momentum;
-        for ((w, &g), m) in param.iter_mut().zip(grad).zip(moments[0].iter_mut()) {
-            let g = g + reg.grad(*w);
-            *m = -g * lr + *m * mu;
-            *w += if self.nesterov { -g * lr + *m * mu } else { *m };
-        }
-    }
-}
-
-/// Adam, and AdamW when `weight_decay` > 0 (Keras applies `w -= w·wd·lr` first).
-struct Adam {
-    beta_1: f64,
-    beta_2: f64,
-    epsilon: f32,
-    weight_decay: f32,
-}
-
-impl Optimizer for Adam {
-    fn moments(&self) -> usize {
-        2
-    }
-
-    fn update(
-        &self,
-        step: Step,
-        param: &mut [f32],
-        grad: &[f32],
-        reg: Reg,
-        moments: &mut [&mut [f32]],
-    ) {
-        let [alpha, b1, b2, eps] = self.constants(step);
-        let decay = self.weight_decay * step.lr;
-        let (m, v) = moments.split_at_mut(1);
-        if reg.is_zero() && decay == 0.0 {
-            adam_plain(
-                param,
-                grad,
-                &mut m[0][..],
-                &mut v[0][..],
-                [alpha, b1, b2, eps],
-            );
-            return;
-        }
-        let it = param
-            .iter_mut()
-            .zip(grad)
-            .zip(m[0].iter_mut())
-            .zip(v[0].iter_mut());
-        for (((w, &g), m), v) in it {
-            let g = g + reg.grad(*w);
-            *w -= *w * decay;
-            *m += (g - *m) * b1;
-            *v += (g * g - *v) * b2;
-            *w -= *m * alpha / (v.sqrt() + eps);
-        }
-    }
-
-    fn update_sum(
-        &self,
-        step: Step,
-        param: &mut [f32],
-        a: &mut [f32],
-        b: &[f32],
-        reg: Reg,
-        moments: &mut [&mut [f32]],
-    ) {
-        if !reg.is_zero() || self.weight_decay != 0.0 {
-            add_into(a, b);
-            return self.update(step, param, a, reg, moments);
-        }
-        let (m, v) = moments.split_at_mut(1);
-        adam_plain_sum(
-            param,
-            a,
-            b,
-            &mut m[0][..],
-            &mut v[0][..],
-            self.constants(step),
-        );
-    }
-}
-
-impl Adam {
-    /// The bias-corrected step size α, 1−β₁, 1−β₂ and ε of this step.
-    fn constants(&self, step: Step) -> [f32; 4] {
-        let t = step.iteration as i32;
-        let alpha = (f64::from(step.lr) * (1.0 - self.beta_2.powi(t)).sqrt()
-            / (1.0 - self.beta_1.powi(t))) as f32;
-        let (b1, b2) = ((1.0 - self.beta_1) as f32, (1.0 - self.beta_2) as f32);
-        [alpha, b1, b2, self.epsilon]
-    }
-}
-
-/// Adam's common case (no regularization, no decay) in one vectorisable pass.
-#[inline(always)]
-fn adam_step(w: &mut f32, g: f32, m: &mut f32, v: &mut f32, c: [f32; 4]) {
-    let [alpha, b1, b2, eps] = c;
-    *m += (g - *m) * b1;
-    *v += (g * g - *v) * b2;
-    *w -= *m * alpha / (v.sqrt() + eps);
-}
-
-// Compiled for wider vectors when the CPU has them. Lanes do exactly the scalar IEEE
-// operations (Rust never contracts into FMA), so results are bit-identical on every CPU.
-widest! {
-    fn adam_plain(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
-        for (((w, &g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
-            adam_step(w, g, m, v, c);
-        }
-    }
-}
-
-widest! {
-    /// `adam_plain` from the gradient `a + b`, summed in the same pass.
-    fn adam_plain_sum(param: &mut [f32], a: &[f32], b: &[f32], m: &mut [f32], v: &mut [f32], c: [f32; 4]) {
-        let grads = a.iter().zip(b);
-        for (((w, (&ga, &gb)), m), v) in param.iter_mut().zip(grads).zip(m.iter_mut()).zip(v.iter_mut()) {
-            adam_step(w, ga + gb, m, v, c);
-        }
-    }
-}
-
-struct RmsProp {
-    rho: f32,
-    momentum: f32,
-    epsilon: f32,
-    centered: bool,
-}
-
-impl Optimizer for RmsProp {
-    fn moments(&self) -> usize {
-        1 + usize::from(self.centered) + usize::from(self.momentum > 0.0)
-    }
-
-    fn update(
-        &self,
-        step: Step,
-        param: &mut [f32],
-        grad: &[f32],
-        reg: Reg,
-        moments: &mut [&mut [f32]],
-    ) {
-        let (rho, eps, lr) = (self.rho, self.epsilon, step.lr);
-        let (velocity, rest) = moments.split_first_mut().expect("velocity buffer");
-        let (average, rest) = if self.centered {
-            let (a, r) = rest.split_first_mut().expect("average buffer");
-            (Some(a), r)
-        } else {
-            (None, rest)
-        };
-        let (mut average, mut momentum) = (average, rest.first_mut());
-        for i in 0..param.len() {
-            let g = grad[i] + reg.grad(param[i]);
-            velocity[i] = rho * velocity[i] + (1.0 - rho) * g * g;
-            let denominator = match average.as_deref_mut() {
-                Some(avg) => {
-                    avg[i] = rho * avg[i] + (1.0 - rho) * g;
-                    velocity[i] - avg[i] * avg[i] + eps
-                }
-                None => velocity[i] + eps,
-            };
-            let increment = lr * g / denominator.sqrt();
-            match momentum.as_deref_mut() {
-                Some(mom) => {
-                    mom[i] = self.momentum * mom[i] + increment;
-                    param[i] -= mom[i];
-                }
-                None => param[i] -= increment,
-            }
-        }
+        OptimizerSpec::Sgd(s) => Box::new(s.build()),
+        OptimizerSpec::Adam(s) => Box::new(s.build()),
+        OptimizerSpec::AdamW(s) => Box::new(s.build()),
+        OptimizerSpec::RmsProp(s) => Box::new(s.build()),
     }
 }
 

@@ -4,6 +4,10 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::nn::error::SpecError;
+use crate::nn::optim::{AdamSpec, AdamWSpec, RmsPropSpec, SgdSpec};
+use crate::nn::spec::check::positive;
+
 #[derive(Serialize, Clone, Debug, PartialEq, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum OptimizerSpec {
@@ -30,90 +34,14 @@ impl OptimizerSpec {
             OptimizerSpec::RmsProp(s) => s.learning_rate,
         }
     }
-}
 
-/// Keras `SGD`: learning_rate 0.01, momentum 0, nesterov false.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct SgdSpec {
-    pub learning_rate: f64,
-    pub momentum: f64,
-    pub nesterov: bool,
-}
-
-impl Default for SgdSpec {
-    fn default() -> Self {
-        SgdSpec {
-            learning_rate: 0.01,
-            momentum: 0.0,
-            nesterov: false,
-        }
-    }
-}
-
-/// Keras `Adam`: learning_rate 0.001, beta_1 0.9, beta_2 0.999, epsilon 1e-7.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdamSpec {
-    pub learning_rate: f64,
-    pub beta_1: f64,
-    pub beta_2: f64,
-    pub epsilon: f64,
-}
-
-impl Default for AdamSpec {
-    fn default() -> Self {
-        AdamSpec {
-            learning_rate: 0.001,
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-7,
-        }
-    }
-}
-
-/// Keras `AdamW`: Adam's defaults plus weight_decay 0.004 (decoupled, scaled by the rate).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdamWSpec {
-    pub learning_rate: f64,
-    pub weight_decay: f64,
-    pub beta_1: f64,
-    pub beta_2: f64,
-    pub epsilon: f64,
-}
-
-impl Default for AdamWSpec {
-    fn default() -> Self {
-        AdamWSpec {
-            learning_rate: 0.001,
-            weight_decay: 0.004,
-            beta_1: 0.9,
-            beta_2: 0.999,
-            epsilon: 1e-7,
-        }
-    }
-}
-
-/// Keras `RMSprop`: learning_rate 0.001, rho 0.9, momentum 0, epsilon 1e-7, centered false.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
-#[serde(deny_unknown_fields, default)]
-pub struct RmsPropSpec {
-    pub learning_rate: f64,
-    pub rho: f64,
-    pub momentum: f64,
-    pub epsilon: f64,
-    pub centered: bool,
-}
-
-impl Default for RmsPropSpec {
-    fn default() -> Self {
-        RmsPropSpec {
-            learning_rate: 0.001,
-            rho: 0.9,
-            momentum: 0.0,
-            epsilon: 1e-7,
-            centered: false,
+    pub(crate) fn check(&self) -> Result<(), SpecError> {
+        positive("optimizer.learning_rate", self.learning_rate())?;
+        match self {
+            OptimizerSpec::Sgd(s) => s.check(),
+            OptimizerSpec::Adam(s) => s.check(),
+            OptimizerSpec::AdamW(s) => s.check(),
+            OptimizerSpec::RmsProp(s) => s.check(),
         }
     }
 }

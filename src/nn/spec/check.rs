@@ -8,7 +8,7 @@ use crate::nn::data::DataShape;
 use crate::nn::error::SpecError;
 use crate::nn::spec::check_model::{check_model, ModelFacts};
 use crate::nn::spec::{
-    EarlyStoppingSpec, LossKind, MetricKind, ModeSpec, OptimizerSpec, ReduceLrSpec, TrainingSpec,
+    EarlyStoppingSpec, LossKind, MetricKind, ModeSpec, ReduceLrSpec, TrainingSpec,
 };
 
 /// Which way the monitored quantity improves.
@@ -107,7 +107,7 @@ impl TrainingSpec {
     /// Every error names the field path and the bad value.
     pub fn validate(&self, shape: &DataShape) -> Result<ValidSpec, SpecError> {
         let facts = check_model(self, shape)?;
-        check_optimizer(&self.optimizer)?;
+        self.optimizer.check()?;
         if self.epochs == 0 {
             return Err(SpecError::range("epochs", "at least 1", 0));
         }
@@ -162,7 +162,12 @@ impl TrainingSpec {
     }
 }
 
-fn finite_at_least(field: &str, v: f64, min: f64, allowed: &str) -> Result<(), SpecError> {
+pub(crate) fn finite_at_least(
+    field: &str,
+    v: f64,
+    min: f64,
+    allowed: &str,
+) -> Result<(), SpecError> {
     if v.is_finite() && v >= min {
         Ok(())
     } else {
@@ -170,7 +175,7 @@ fn finite_at_least(field: &str, v: f64, min: f64, allowed: &str) -> Result<(), S
     }
 }
 
-fn positive(field: &str, v: f64) -> Result<(), SpecError> {
+pub(crate) fn positive(field: &str, v: f64) -> Result<(), SpecError> {
     if v.is_finite() && v > 0.0 {
         Ok(())
     } else {
@@ -178,44 +183,12 @@ fn positive(field: &str, v: f64) -> Result<(), SpecError> {
     }
 }
 
-fn unit_interval(field: &str, v: f64) -> Result<(), SpecError> {
+pub(crate) fn unit_interval(field: &str, v: f64) -> Result<(), SpecError> {
     if (0.0..1.0).contains(&v) {
         Ok(())
     } else {
         Err(SpecError::range(field, "in [0, 1)", v))
     }
-}
-
-fn check_optimizer(opt: &OptimizerSpec) -> Result<(), SpecError> {
-    positive("optimizer.learning_rate", opt.learning_rate())?;
-    match opt {
-        OptimizerSpec::Sgd(s) => {
-            if !(0.0..=1.0).contains(&s.momentum) {
-                return Err(SpecError::range(
-                    "optimizer.momentum",
-                    "in [0, 1]",
-                    s.momentum,
-                ));
-            }
-        }
-        OptimizerSpec::Adam(s) => {
-            unit_interval("optimizer.beta_1", s.beta_1)?;
-            unit_interval("optimizer.beta_2", s.beta_2)?;
-            positive("optimizer.epsilon", s.epsilon)?;
-        }
-        OptimizerSpec::AdamW(s) => {
-            unit_interval("optimizer.beta_1", s.beta_1)?;
-            unit_interval("optimizer.beta_2", s.beta_2)?;
-            positive("optimizer.epsilon", s.epsilon)?;
-            finite_at_least("optimizer.weight_decay", s.weight_decay, 0.0, "at least 0")?;
-        }
-        OptimizerSpec::RmsProp(s) => {
-            unit_interval("optimizer.rho", s.rho)?;
-            unit_interval("optimizer.momentum", s.momentum)?;
-            positive("optimizer.epsilon", s.epsilon)?;
-        }
-    }
-    Ok(())
 }
 
 fn check_metrics(metrics: &[MetricKind], loss: LossKind) -> Result<(), SpecError> {

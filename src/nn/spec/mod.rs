@@ -18,7 +18,8 @@ pub use crate::nn::layers::{
     DenseSpec, DropoutSpec, Initializer, InputSpec, LayerSpec, NormalizationSpec, RegularizerSpec,
 };
 pub use crate::nn::ops::activation::Activation;
-pub use crate::nn::optim::spec::{AdamSpec, AdamWSpec, OptimizerSpec, RmsPropSpec, SgdSpec};
+pub use crate::nn::optim::spec::OptimizerSpec;
+pub use crate::nn::optim::{AdamSpec, AdamWSpec, RmsPropSpec, SgdSpec};
 
 /// A complete training job: the network, how to train it, and when to stop.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
