@@ -99,6 +99,8 @@ async fn write_blobs(store: &Store, bytes: usize) -> anyhow::Result<uuid::Uuid> 
                 target_names: Vec::new(),
                 target_stats: Vec::new(),
                 chunk_rows: SQLITE_CHUNK / 4,
+                column_reports: Vec::new(),
+                unlabelled_rows: 0,
             },
         })
         .await?;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
 use axum::{extract::DefaultBodyLimit, routing::post, Json, Router};
 use ndarray::{Array2, Axis};
-use nnserve::http::{Predictions, INLINE_BYTES};
+use nnserve::http::{Classes, Predictions, INLINE_BYTES};
 use nnserve::parse::instances;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -72,7 +72,7 @@ async fn echo(State(columns): State<Arc<Columns>>, body: Bytes) -> Response {
         .collect();
     Json(Predictions {
         predictions,
-        classes: Some(classes),
+        classes: Some(Classes::Indices(classes)),
     })
     .into_response()
 }

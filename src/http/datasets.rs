@@ -13,7 +13,7 @@ use super::extract::{Json, Path, Query};
 use super::page::{Page, PageQuery};
 use super::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonDataset};
-use crate::store::Dataset;
+use crate::store::{ColumnReport, ColumnType, Dataset};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -34,7 +34,77 @@ pub struct DatasetView {
     pub columns: Vec<String>,
     pub feature_names: Vec<String>,
     pub target_names: Vec<String>,
+    /// What each column holds, in stored order (features, then targets). Empty for
+    /// datasets stored before columns were typed (complete numbers).
+    pub column_report: Vec<ColumnView>,
     pub created_at: DateTime<Utc>,
+}
+
+/// One column as the upload found it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ColumnView {
+    pub name: String,
+    /// `number`, `category` or `identifier` (every value a distinct text: left out of
+    /// training).
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    /// Cells that were a missing marker.
+    pub missing: u64,
+    /// Cells holding a number (in a category column: numbers that are levels by value).
+    pub numbers: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mean: Option<f64>,
+    /// Population standard deviation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub std: Option<f64>,
+    /// Distinct text values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distinct: Option<usize>,
+    /// The most frequent text values (up to 10), most frequent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<LevelCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LevelCount {
+    pub value: String,
+    pub count: u64,
+}
+
+/// Text values a column view lists.
+const TOP_LEVELS: usize = 10;
+
+impl From<&ColumnReport> for ColumnView {
+    fn from(r: &ColumnReport) -> Self {
+        let mut top: Vec<LevelCount> = r
+            .levels
+            .iter()
+            .zip(&r.level_counts)
+            .map(|(value, &count)| LevelCount {
+                value: value.clone(),
+                count,
+            })
+            .collect();
+        // Stable: ties stay in order of first appearance.
+        top.sort_by_key(|l| std::cmp::Reverse(l.count));
+        top.truncate(TOP_LEVELS);
+        Self {
+            name: r.name.clone(),
+            kind: r.kind,
+            missing: r.missing,
+            numbers: r.numbers,
+            min: r.min,
+            max: r.max,
+            mean: r.mean,
+            std: r.std,
+            distinct: (!r.levels.is_empty()).then_some(r.levels.len()),
+            top,
+        }
+    }
 }
 
 impl From<Dataset> for DatasetView {
@@ -48,6 +118,7 @@ impl From<Dataset> for DatasetView {
             columns: d.columns,
             feature_names: d.feature_names,
             target_names: d.target_names,
+            column_report: d.column_reports.iter().map(ColumnView::from).collect(),
             created_at: d.created_at,
         }
     }
@@ -55,14 +126,21 @@ impl From<Dataset> for DatasetView {
 
 /// Upload a dataset.
 ///
-/// CSV (`text/csv`): a header line of column names, then one number per field. The body is
-/// parsed as it streams in. Errors name the line and column at fault, and nothing is stored
-/// when any row is bad.
+/// CSV (`text/csv`): a header line of column names, then the rows. A field is a number, a
+/// missing marker (an empty field, `NA`, `N/A`, `NaN`, `nan`, `null`, `None` unless
+/// `na_values` says otherwise) or text. Each column is typed: `number` when every present
+/// value is one, `category` when it has text (stored as codes into its vocabulary),
+/// `identifier` when every value is a distinct text. The body is parsed as it streams in.
+/// Errors name the line and column at fault, and nothing is stored when any row is bad.
 #[utoipa::path(post, path = "/datasets", tag = "datasets",
     params(
         ("target" = Option<Vec<String>>, Query, explode = true,
             description = "Target column (repeat for several); default: the last column. CSV only."),
         ("name" = Option<String>, Query, description = "Dataset name (CSV; JSON has a `name` field)."),
+        ("na_values" = Option<String>, Query,
+            description = "Comma-separated fields that mean a missing value, in place of the default list; empty: none. CSV only."),
+        ("types" = Option<String>, Query,
+            description = "Column types given rather than found, `column:number` or `column:category`, comma-separated (a postcode is a category). CSV only."),
     ),
     request_body(content(
         (String = "text/csv", example = "x0,x1,x2,x3,label\n0.1,0.5,-1.2,3.0,1\n"),
@@ -71,13 +149,13 @@ impl From<Dataset> for DatasetView {
     responses(
         (status = 201, description = "Stored", body = DatasetView,
             headers(("Location" = String, description = "The new dataset's URL"))),
-        (status = 400, description = "Malformed body or query (unknown target column)",
+        (status = 400, description = "Malformed body or query (unknown target column, unknown column or type in `types`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem,
             content_type = "application/problem+json"),
         (status = 415, description = "Neither text/csv nor application/json", body = Problem,
             content_type = "application/problem+json"),
-        (status = 422, description = "A bad value, ragged row, no rows, NaN or infinity",
+        (status = 422, description = "A bad value (text in a column typed `number`, an infinity), a ragged row, no rows, a target mixing numbers and text",
             body = Problem, content_type = "application/problem+json"),
     ))]
 async fn upload_dataset(
@@ -95,9 +173,21 @@ async fn upload_dataset(
         match key.as_str() {
             "name" => name = Some(value),
             "target" => options.targets.push(value),
+            "na_values" => {
+                let list = options.na_values.get_or_insert_with(Vec::new);
+                if !value.is_empty() {
+                    list.extend(value.split(',').map(str::to_owned));
+                }
+            }
+            "types" => {
+                for pair in value.split(',').filter(|p| !p.is_empty()) {
+                    options.types.push(column_type(pair)?);
+                }
+            }
             _ => {
                 return Err(Error::BadRequest(format!(
-                    "unknown query parameter {key:?}; expected `name` or `target`"
+                    "unknown query parameter {key:?}; expected `name`, `target`, `na_values` \
+                     or `types`"
                 )))
             }
         }
@@ -109,10 +199,14 @@ async fn upload_dataset(
             ingest::store_csv(&state.store, body, options, name, limit).await?
         }
         Some("application/json") => {
-            if name.is_some() || !options.targets.is_empty() {
+            if name.is_some()
+                || !options.targets.is_empty()
+                || options.na_values.is_some()
+                || !options.types.is_empty()
+            {
                 return Err(Error::BadRequest(
-                    "`name` and `target` query parameters apply to CSV; a JSON body carries \
-                     `name` and separate `features` and `targets`"
+                    "`name`, `target`, `na_values` and `types` query parameters apply to CSV; a \
+                     JSON body carries `name` and separate `features` and `targets`"
                         .into(),
                 ));
             }
@@ -130,6 +224,25 @@ async fn upload_dataset(
     let location = format!("/datasets/{}", dataset.id);
     response_headers.insert(header::LOCATION, location.parse().expect("ASCII URL"));
     Ok((StatusCode::CREATED, response_headers, Json(dataset.into())))
+}
+
+/// `zip:category` → ("zip", category).
+fn column_type(pair: &str) -> Result<(String, ColumnType)> {
+    let bad = || {
+        Error::BadRequest(format!(
+            "`types` entry {pair:?}: expected `column:number` or `column:category`"
+        ))
+    };
+    let (column, kind) = pair.rsplit_once(':').ok_or_else(bad)?;
+    let kind = match kind {
+        "number" => ColumnType::Number,
+        "category" => ColumnType::Category,
+        _ => return Err(bad()),
+    };
+    if column.is_empty() {
+        return Err(bad());
+    }
+    Ok((column.to_owned(), kind))
 }
 
 /// List datasets, newest first.

@@ -99,6 +99,7 @@ impl Error {
                 | IngestError::Csv(_)
                 | IngestError::Body(_)
                 | IngestError::UnknownTarget { .. }
+                | IngestError::UnknownTypedColumn { .. }
                 | IngestError::DuplicateTarget(_) => StatusCode::BAD_REQUEST,
                 IngestError::Store(err) => store_status(err),
                 IngestError::Aborted => StatusCode::INTERNAL_SERVER_ERROR,

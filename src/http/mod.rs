@@ -31,7 +31,7 @@ use crate::serving::ModelCache;
 use crate::store::Store;
 
 pub use auth::Keys;
-pub use models::{Predictions, INLINE_BYTES};
+pub use models::{Classes, Predictions, INLINE_BYTES};
 pub use openapi::openapi_json;
 
 /// Shared by every handler; each field is cheap to clone.

@@ -5,16 +5,48 @@
 
 use memchr::{memchr, memchr2_iter, memchr_iter};
 
+use super::columns::{text_cell, BlockLevels, FieldFault, SlotStats};
 use super::layout::Layout;
 use super::IngestError;
-use crate::parse::csv_number::parse_general;
+use crate::parse::csv_number::{parse_general, parse_value};
 use crate::parse::decimal;
+use crate::store::ColumnType;
 
-/// The rows of one block in storage order (features, then targets), and how many lines
-/// (`\n`-terminated, blank ones included) it spanned.
+/// The rows of one block in storage order (features, then targets) as cells, how many lines
+/// (`\n`-terminated, blank ones included) it spanned, the texts it interned and its
+/// statistics.
 pub struct ParsedBlock {
     pub values: Vec<f32>,
     pub lines: u64,
+    pub levels: BlockLevels,
+    pub stats: Vec<SlotStats>,
+}
+
+impl ParsedBlock {
+    pub fn new(layout: &Layout) -> ParsedBlock {
+        ParsedBlock {
+            values: Vec::new(),
+            lines: 0,
+            levels: BlockLevels::new(layout.columns.len()),
+            stats: Vec::new(),
+        }
+    }
+}
+
+/// The cell of one field of `column` (any CSV path).
+pub fn parse_field(
+    layout: &Layout,
+    levels: &mut BlockLevels,
+    column: usize,
+    field: &[u8],
+) -> Result<f32, FieldFault> {
+    if layout.rules.forced[column] == Some(ColumnType::Category) {
+        return text_cell(&layout.rules, levels, column, field, None);
+    }
+    match parse_value(field) {
+        Ok(value) => Ok(value),
+        Err(fault) => text_cell(&layout.rules, levels, column, field, Some(fault)),
+    }
 }
 
 /// True when the csv crate would split `block` exactly at its `,` and `\n` bytes: no quote
@@ -36,6 +68,7 @@ pub fn parse_block(block: &[u8], layout: &Layout) -> Result<ParsedBlock, IngestE
     // ~3 bytes per field is typical of numeric CSVs; reserving more than that wastes little.
     let mut values = Vec::with_capacity(block.len() / 3 + width);
     let mut lines = 0u64;
+    let mut levels = BlockLevels::new(width);
     let mut start = 0;
     while start < block.len() {
         let end = memchr(b'\n', &block[start..]).map_or(block.len(), |i| start + i);
@@ -51,25 +84,46 @@ pub fn parse_block(block: &[u8], layout: &Layout) -> Result<ParsedBlock, IngestE
         }
         let row = values.len();
         values.resize(row + width, 0.0);
-        parse_line(line, layout, &mut values[row..]).map_err(|err| err.map_line(|_| lines))?;
+        parse_line(line, layout, &mut levels, &mut values[row..])
+            .map_err(|err| err.map_line(|_| lines))?;
     }
-    Ok(ParsedBlock { values, lines })
+    let stats = SlotStats::of_rows(&values, width);
+    Ok(ParsedBlock {
+        values,
+        lines,
+        levels,
+        stats,
+    })
 }
 
 /// Parses one line into `row`; the error's line number is filled in by the caller.
-fn parse_line(line: &[u8], layout: &Layout, row: &mut [f32]) -> Result<(), IngestError> {
+fn parse_line(
+    line: &[u8],
+    layout: &Layout,
+    levels: &mut BlockLevels,
+    row: &mut [f32],
+) -> Result<(), IngestError> {
     let width = row.len();
     let mut pos = 0;
     for column in 0..width {
         let rest = &line[pos..];
         let (value, len) = match rest {
+            _ if layout.rules.forced[column] == Some(ColumnType::Category) => {
+                let len = memchr(b',', rest).unwrap_or(rest.len());
+                (parse_field(layout, levels, column, &rest[..len]), len)
+            }
             // Most values of sparse data (pixels, one-hot columns) are a bare zero.
             [b'0', b',', ..] | [b'0'] => (Ok(0.0), 1),
             _ => match decimal::parse(rest) {
                 Ok((value, len)) if matches!(rest.get(len), None | Some(b',')) => (Ok(value), len),
                 _ => {
                     let len = memchr(b',', rest).unwrap_or(rest.len());
-                    (parse_general(&rest[..len]), len)
+                    let field = &rest[..len];
+                    let value = match parse_general(field) {
+                        Ok(value) => Ok(value),
+                        Err(fault) => text_cell(&layout.rules, levels, column, field, Some(fault)),
+                    };
+                    (value, len)
                 }
             },
         };

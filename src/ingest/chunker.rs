@@ -1,5 +1,8 @@
 //! Packs rows into fixed-size little-endian f32 chunks and gathers target statistics.
 
+use super::block::ParsedBlock;
+use super::columns::Columns;
+use super::layout::Layout;
 use super::IngestError;
 use crate::store::{chunk_codec, TargetStats};
 
@@ -20,6 +23,7 @@ pub struct Chunker<F> {
     buf: Vec<u8>,
     rows_in_chunk: usize,
     rows: usize,
+    unlabelled: usize,
     stats: Vec<TargetStats>,
     emit: F,
 }
@@ -43,6 +47,7 @@ impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
             buf: Vec::with_capacity(chunk_rows * width * 4),
             rows_in_chunk: 0,
             rows: 0,
+            unlabelled: 0,
             stats,
             emit,
         }
@@ -52,11 +57,16 @@ impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
         self.chunk_rows
     }
 
-    /// Appends whole rows, each laid out as features then targets; values must be finite.
+    /// Appends whole rows of cells, each laid out as features then targets.
     pub fn push_rows(&mut self, values: &[f32]) -> Result<(), IngestError> {
         let width = self.stats.len() + self.features;
         for row in values.chunks_exact(width) {
+            self.unlabelled += usize::from(row[self.features..].iter().any(|v| v.is_nan()));
             for (stats, &value) in self.stats.iter_mut().zip(&row[self.features..]) {
+                // A missing label: the row is left out of training.
+                if value.is_nan() {
+                    continue;
+                }
                 let value = f64::from(value);
                 stats.min = stats.min.min(value);
                 stats.max = stats.max.max(value);
@@ -79,13 +89,14 @@ impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
         Ok(())
     }
 
-    /// Emits the last partial chunk; returns the row count and the target statistics.
-    pub fn finish(mut self) -> Result<(usize, Vec<TargetStats>), IngestError> {
+    /// Emits the last partial chunk; returns the row counts (all, and those without a
+    /// target) and the target statistics.
+    pub fn finish(mut self) -> Result<(usize, usize, Vec<TargetStats>), IngestError> {
         if self.rows == 0 {
             return Err(IngestError::NoRows);
         }
         self.flush()?;
-        Ok((self.rows, self.stats))
+        Ok((self.rows, self.unlabelled, self.stats))
     }
 
     fn flush(&mut self) -> Result<(), IngestError> {
@@ -99,5 +110,34 @@ impl<F: FnMut(Chunk) -> Result<(), IngestError>> Chunker<F> {
             data,
         };
         (self.emit)(chunk)
+    }
+}
+
+/// Where parsed blocks go, in upload order: their cells re-coded and summarised by
+/// `columns`, then packed into chunks.
+pub struct Sink<'l, F> {
+    pub layout: &'l Layout,
+    pub chunker: Chunker<F>,
+    pub columns: Columns,
+}
+
+impl<'l, F: FnMut(Chunk) -> Result<(), IngestError>> Sink<'l, F> {
+    pub fn new(layout: &'l Layout, chunk_bytes: usize, emit: F) -> Self {
+        Sink {
+            layout,
+            chunker: Chunker::new(
+                layout.features.len(),
+                layout.targets.len(),
+                chunk_bytes,
+                emit,
+            ),
+            columns: Columns::new(layout.columns.len()),
+        }
+    }
+
+    pub fn push(&mut self, mut block: ParsedBlock) -> Result<(), IngestError> {
+        self.columns
+            .absorb(self.layout, &mut block.values, block.levels, &block.stats)?;
+        self.chunker.push_rows(&block.values)
     }
 }

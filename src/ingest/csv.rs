@@ -8,14 +8,16 @@ use std::io::{Cursor, Read};
 
 use memchr::memchr;
 
-use super::block::is_plain;
+use super::block::{is_plain, parse_field, ParsedBlock};
+use super::chunker::Sink;
 use super::chunker::CHUNK_BYTES;
+use super::columns::SlotStats;
+pub use super::columns::DEFAULT_NA;
 use super::layout::Layout;
 use super::parallel::{fill, parse_plain_blocks, BLOCK};
 use super::records::for_each_record;
-use super::{Chunk, Chunker, IngestError};
-use crate::parse::csv_number::parse_value;
-use crate::store::Table;
+use super::{Chunk, IngestError};
+use crate::store::{ColumnType, Table};
 
 #[derive(Debug, Clone)]
 pub struct CsvOptions {
@@ -26,6 +28,10 @@ pub struct CsvOptions {
     pub feature_order: Option<Vec<String>>,
     /// Stored chunks hold about this many bytes of rows.
     pub chunk_bytes: usize,
+    /// The fields that mean "missing"; `None`: [`DEFAULT_NA`].
+    pub na_values: Option<Vec<String>>,
+    /// Columns whose type is given rather than found (`zip:category`).
+    pub types: Vec<(String, ColumnType)>,
 }
 
 impl Default for CsvOptions {
@@ -34,6 +40,8 @@ impl Default for CsvOptions {
             targets: Vec::new(),
             feature_order: None,
             chunk_bytes: CHUNK_BYTES,
+            na_values: None,
+            types: Vec::new(),
         }
     }
 }
@@ -49,31 +57,21 @@ pub fn parse_csv<R: Read + Send>(
         Some(end) if buf[0] != b'\n' && buf[0] != b'\r' && is_plain(&buf[..end], false) => {
             let columns = header(&mut csv_reader(&buf[..end], true))?;
             let layout = Layout::new(columns, options)?;
-            let mut chunker = Chunker::new(
-                layout.features.len(),
-                layout.targets.len(),
-                options.chunk_bytes,
-                emit,
-            );
+            let mut sink = Sink::new(&layout, options.chunk_bytes, emit);
             buf.drain(..end);
-            if let Some(rest) = parse_plain_blocks(&mut reader, buf, &layout, 1, &mut chunker)? {
+            if let Some(rest) = parse_plain_blocks(&mut reader, buf, &layout, 1, &mut sink)? {
                 let records = csv_reader(Cursor::new(rest.bytes).chain(reader), false);
-                csv_rows(records, &layout, rest.lines_before, &mut chunker)?;
+                csv_rows(records, &layout, rest.lines_before, &mut sink)?;
             }
-            finish(layout, chunker)
+            finish(&layout, sink)
         }
         // A quoted or blank first line: everything through the csv crate.
         _ => {
             let mut records = csv_reader(Cursor::new(buf).chain(reader), true);
             let layout = Layout::new(header(&mut records)?, options)?;
-            let mut chunker = Chunker::new(
-                layout.features.len(),
-                layout.targets.len(),
-                options.chunk_bytes,
-                emit,
-            );
-            csv_rows(records, &layout, 0, &mut chunker)?;
-            finish(layout, chunker)
+            let mut sink = Sink::new(&layout, options.chunk_bytes, emit);
+            csv_rows(records, &layout, 0, &mut sink)?;
+            finish(&layout, sink)
         }
     }
 }
@@ -111,62 +109,109 @@ fn header<R: Read>(records: &mut csv::Reader<R>) -> Result<Vec<String>, IngestEr
         .collect())
 }
 
+/// Records the csv crate path gathers before handing them on as one block.
+const SLOW_BLOCK_ROWS: usize = 4096;
+
 /// Rows through the csv crate; its line numbers count from `lines_before` + 1.
 fn csv_rows<R, F>(
     records: csv::Reader<R>,
     layout: &Layout,
     lines_before: u64,
-    chunker: &mut Chunker<F>,
+    sink: &mut Sink<'_, F>,
 ) -> Result<(), IngestError>
 where
     R: Read + Send,
     F: FnMut(Chunk) -> Result<(), IngestError>,
 {
-    let mut row = vec![0f32; layout.columns.len()];
+    let width = layout.columns.len();
+    let mut block = ParsedBlock::new(layout);
     for_each_record(records, |record| {
         let line = lines_before + record.position().map_or(0, |p| p.line());
-        if record.len() != layout.columns.len() {
+        if record.len() != width {
             return Err(IngestError::Ragged {
                 line,
-                expected: layout.columns.len(),
+                expected: width,
                 got: record.len(),
             });
         }
+        let row = block.values.len();
+        block.values.resize(row + width, 0.0);
         for (column, field) in record.iter().enumerate() {
-            row[layout.slot[column]] =
-                parse_value(field).map_err(|fault| layout.bad_value(line, column, field, fault))?;
+            block.values[row + layout.slot[column]] =
+                parse_field(layout, &mut block.levels, column, field)
+                    .map_err(|fault| layout.bad_value(line, column, field, fault))?;
         }
-        chunker.push_rows(&row)
-    })
+        if block.values.len() >= SLOW_BLOCK_ROWS * width {
+            hand_on(&mut block, layout, sink)?;
+        }
+        Ok(())
+    })?;
+    hand_on(&mut block, layout, sink)
 }
 
-fn finish<F>(layout: Layout, chunker: Chunker<F>) -> Result<Table, IngestError>
+fn hand_on<F>(
+    block: &mut ParsedBlock,
+    layout: &Layout,
+    sink: &mut Sink<'_, F>,
+) -> Result<(), IngestError>
 where
     F: FnMut(Chunk) -> Result<(), IngestError>,
 {
-    let chunk_rows = chunker.chunk_rows();
-    let (rows, target_stats) = chunker.finish()?;
+    let mut full = std::mem::replace(block, ParsedBlock::new(layout));
+    full.stats = SlotStats::of_rows(&full.values, layout.columns.len());
+    sink.push(full)
+}
+
+fn finish<F>(layout: &Layout, sink: Sink<'_, F>) -> Result<Table, IngestError>
+where
+    F: FnMut(Chunk) -> Result<(), IngestError>,
+{
+    let chunk_rows = sink.chunker.chunk_rows();
+    let (rows, unlabelled_rows, target_stats) = sink.chunker.finish()?;
+    let stored: Vec<String> = layout
+        .features
+        .iter()
+        .chain(&layout.targets)
+        .map(|&i| layout.columns[i].clone())
+        .collect();
+    let column_reports = sink.columns.finish(stored, layout.features.len())?;
     Ok(Table {
         rows,
         feature_names: layout.names(&layout.features),
         target_names: layout.names(&layout.targets),
-        columns: layout.columns,
+        columns: layout.columns.clone(),
         target_stats,
         chunk_rows,
+        column_reports,
+        unlabelled_rows,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::chunk_codec::cell::{self, Cell};
+    use crate::store::ColumnReport;
 
+    /// Every column typed `number` and no missing markers: the strict parse of numeric
+    /// tables, whose errors name each bad field.
     fn parse(text: &str, targets: &[&str]) -> Result<(Table, Vec<f32>), IngestError> {
+        let header = text.lines().next().unwrap_or_default();
         let options = CsvOptions {
             targets: targets.iter().map(|s| s.to_string()).collect(),
+            types: header
+                .split(',')
+                .map(|name| (name.trim_matches('"').to_owned(), ColumnType::Number))
+                .collect(),
+            na_values: Some(Vec::new()),
             ..CsvOptions::default()
         };
+        parse_with(text, &options)
+    }
+
+    fn parse_with(text: &str, options: &CsvOptions) -> Result<(Table, Vec<f32>), IngestError> {
         let mut values = Vec::new();
-        let parsed = parse_csv(text.as_bytes(), &options, |chunk| {
+        let parsed = parse_csv(text.as_bytes(), options, |chunk| {
             values.extend(crate::store::chunk_codec::values(&chunk.data));
             Ok(())
         })?;
@@ -226,6 +271,161 @@ mod tests {
             parse("a,b\n1,1e39\n", &[]),
             Err(IngestError::NotFinite { .. })
         ));
+    }
+
+    fn typed(text: &str, types: &[(&str, ColumnType)]) -> (Table, Vec<f32>) {
+        let options = CsvOptions {
+            types: types.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            ..CsvOptions::default()
+        };
+        parse_with(text, &options).unwrap()
+    }
+
+    fn report<'t>(table: &'t Table, name: &str) -> &'t ColumnReport {
+        table
+            .column_reports
+            .iter()
+            .find(|r| r.name == name)
+            .unwrap()
+    }
+
+    #[test]
+    fn text_and_missing_cells_type_their_columns() {
+        let text = "id,plan,zip,age,churn
+                    a1,basic,02134,31,no
+                    a2,pro,NA,,yes
+                    a3,\"pro\",02134,N/A,no
+                    a4,gold,10001,47.5,
+";
+        for (body, path) in [
+            (text.replace("\"pro\"", "pro"), "fast"),
+            (text.to_owned(), "csv crate"),
+        ] {
+            let (table, values) = typed(&body, &[("zip", ColumnType::Category)]);
+            let kinds: Vec<ColumnType> = table.column_reports.iter().map(|r| r.kind).collect();
+            assert_eq!(
+                kinds,
+                [
+                    ColumnType::Identifier,
+                    ColumnType::Category,
+                    ColumnType::Category,
+                    ColumnType::Number,
+                    ColumnType::Category
+                ],
+                "{path}"
+            );
+            let plan = report(&table, "plan");
+            assert_eq!(
+                (plan.levels.as_slice(), plan.level_counts.as_slice()),
+                (
+                    &["basic".to_owned(), "pro".into(), "gold".into()][..],
+                    &[1, 2, 1][..]
+                )
+            );
+            let zip = report(&table, "zip");
+            assert_eq!(
+                (zip.levels.len(), zip.missing),
+                (2, 1),
+                "{path}: a postcode typed category keeps its text"
+            );
+            assert_eq!(zip.levels[0], "02134");
+            let age = report(&table, "age");
+            assert_eq!(
+                (age.missing, age.numbers, age.min, age.max),
+                (2, 2, Some(31.0), Some(47.5))
+            );
+            let churn = report(&table, "churn");
+            assert_eq!(
+                (churn.levels.as_slice(), churn.missing),
+                (&["no".to_owned(), "yes".into()][..], 1)
+            );
+            // Row 2: pro (code 1), missing zip, missing age, label "yes" as class 1.
+            let row = &values[5..10];
+            assert_eq!(cell::decode(row[1]), Cell::Level(1));
+            assert_eq!(cell::decode(row[2]), Cell::Missing);
+            assert_eq!(cell::decode(row[3]), Cell::Missing);
+            assert_eq!(row[4], 1.0, "a text label is stored as its class index");
+            assert!(values[19].is_nan(), "a missing label");
+            assert_eq!(
+                (table.target_stats[0].min, table.target_stats[0].max),
+                (0.0, 1.0)
+            );
+        }
+    }
+
+    #[test]
+    fn typed_numbers_and_targets_refuse_what_does_not_fit() {
+        let options = CsvOptions {
+            types: vec![("age".into(), ColumnType::Number)],
+            ..CsvOptions::default()
+        };
+        let err = parse_with(
+            "age,y
+3,1
+old,0
+",
+            &options,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(err, "line 3, column 1 (\"age\"): \"old\" is not a number");
+        let err = parse_with(
+            "x,y
+1,yes
+2,1
+",
+            &CsvOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("mixes numbers and text labels"),
+            "{err}"
+        );
+        let err = parse_with(
+            "x,y
+1,inf
+",
+            &CsvOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, IngestError::NotFinite { .. }), "{err}");
+        let options = CsvOptions {
+            types: vec![("nope".into(), ColumnType::Number)],
+            ..CsvOptions::default()
+        };
+        let err = parse_with(
+            "x,y
+1,2
+", &options,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("\"nope\""), "{err}");
+    }
+
+    /// Texts interned by blocks parsed on different threads get the codes of their first
+    /// appearance in the file.
+    #[test]
+    fn levels_across_blocks_are_coded_in_file_order() {
+        let mut body = String::from("x,c,y\n");
+        for r in 0..300_000 {
+            let level = if r < 250_000 { "early" } else { "late" };
+            let c = if r % 2 == 0 {
+                level.to_owned()
+            } else {
+                format!("l{}", r % 3)
+            };
+            body.push_str(&format!("{},{c},{}\n", r % 7, r % 2));
+        }
+        assert!(body.len() > 2 * BLOCK);
+        let (table, values) = typed(&body, &[]);
+        let c = report(&table, "c");
+        assert_eq!(c.levels, ["early", "l1", "l0", "l2", "late"]);
+        assert_eq!(c.level_counts.iter().sum::<u64>(), 300_000);
+        assert_eq!(c.level_counts[0], 125_000);
+        let late = (0..300_000).step_by(2).filter(|&r| r >= 250_000).count() as u64;
+        assert_eq!(c.level_counts[4], late);
+        assert_eq!(cell::decode(values[3 * 299_998 + 1]), Cell::Level(4));
     }
 
     /// A body of several blocks: plain decimals, zeros, exponents, padded values.

@@ -3,6 +3,7 @@
 use serde::Deserialize;
 use utoipa::ToSchema;
 
+use super::columns::{Columns, SlotStats};
 use super::{Chunk, Chunker, IngestError};
 use crate::store::Table;
 
@@ -71,6 +72,7 @@ pub fn parse_json(
     }
 
     let mut chunker = Chunker::new(features, targets, chunk_bytes, emit);
+    let mut summary = Columns::new(features + targets);
     let mut row = Vec::with_capacity(features + targets);
     for (i, x) in body.features.iter().enumerate() {
         if x.len() != features {
@@ -101,12 +103,16 @@ pub fn parse_json(
                 "{field}[{i}][{index}] is outside the f32 range"
             )));
         }
+        summary.add_stats(&SlotStats::of_rows(&row, row.len()));
         chunker.push_rows(&row)?;
     }
     let chunk_rows = chunker.chunk_rows();
-    let (rows, target_stats) = chunker.finish()?;
+    let (rows, unlabelled_rows, target_stats) = chunker.finish()?;
+    let column_reports = summary.finish(columns.clone(), features)?;
     Ok(Table {
         rows,
+        column_reports,
+        unlabelled_rows,
         columns,
         feature_names,
         target_names,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::columns::{FieldFault, FieldRules, DEFAULT_NA};
 use super::{excerpt, CsvOptions, IngestError};
 use crate::parse::csv_number::{parse_value, Fault};
 
@@ -12,6 +13,7 @@ pub struct Layout {
     pub targets: Vec<usize>,
     /// Position in the stored row of each CSV column.
     pub slot: Vec<usize>,
+    pub rules: FieldRules,
 }
 
 impl Layout {
@@ -73,6 +75,20 @@ impl Layout {
             }
             features = order.iter().map(|name| index[name.as_str()]).collect();
         }
+        let mut forced = vec![None; columns.len()];
+        for (name, kind) in &options.types {
+            let &i = index
+                .get(name.as_str())
+                .ok_or_else(|| IngestError::UnknownTypedColumn {
+                    name: name.clone(),
+                    columns: columns.clone(),
+                })?;
+            forced[i] = Some(*kind);
+        }
+        let na_values = match &options.na_values {
+            Some(list) => list.iter().map(|v| v.as_bytes().to_vec()).collect(),
+            None => DEFAULT_NA.iter().map(|v| v.as_bytes().to_vec()).collect(),
+        };
         let mut slot = vec![0; columns.len()];
         for (position, &column) in features.iter().chain(&targets).enumerate() {
             slot[column] = position;
@@ -82,6 +98,7 @@ impl Layout {
             features,
             targets,
             slot,
+            rules: FieldRules { na_values, forced },
         })
     }
 
@@ -90,9 +107,23 @@ impl Layout {
     }
 
     /// The error for a field that is not a storable value (`column` counts from 0).
-    pub fn bad_value(&self, line: u64, column: usize, field: &[u8], fault: Fault) -> IngestError {
+    pub fn bad_value(
+        &self,
+        line: u64,
+        column: usize,
+        field: &[u8],
+        fault: FieldFault,
+    ) -> IngestError {
         let name = self.columns[column].clone();
         let value = excerpt(field);
+        let fault = match fault {
+            FieldFault::Number(fault) => fault,
+            FieldFault::TooManyLevels => {
+                return IngestError::Columns(format!(
+                    "line {line}: column {name:?} has more distinct values than a column can hold"
+                ))
+            }
+        };
         let column = column + 1;
         match fault {
             Fault::NotANumber => IngestError::NotANumber {

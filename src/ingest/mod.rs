@@ -5,6 +5,7 @@
 
 mod block;
 mod chunker;
+mod columns;
 mod csv;
 mod json;
 mod layout;
@@ -14,7 +15,7 @@ mod upload;
 
 pub use self::chunker::Chunk;
 use self::chunker::Chunker;
-pub use self::csv::{parse_csv, CsvOptions};
+pub use self::csv::{parse_csv, CsvOptions, DEFAULT_NA};
 pub use self::json::{parse_json, JsonDataset, JsonTargets};
 pub use self::upload::{store_csv, store_json};
 
@@ -36,6 +37,8 @@ pub enum IngestError {
     HeaderIsNumeric,
     #[error("unknown target column {name:?}; the columns are {columns:?}")]
     UnknownTarget { name: String, columns: Vec<String> },
+    #[error("`types` names the column {name:?}, which the header does not have; the columns are {columns:?}")]
+    UnknownTypedColumn { name: String, columns: Vec<String> },
     #[error("target column {0:?} is named twice")]
     DuplicateTarget(String),
     #[error("every column is a target; at least one feature column is needed")]

@@ -10,8 +10,9 @@ use std::sync::mpsc;
 use memchr::memrchr;
 
 use super::block::{is_plain, parse_block, ParsedBlock};
+use super::chunker::Sink;
 use super::layout::Layout;
-use super::{Chunk, Chunker, IngestError};
+use super::{Chunk, IngestError};
 
 /// Bytes of CSV per block: large enough that hand-over costs vanish, small enough that the
 /// blocks in flight stay a few MiB.
@@ -38,7 +39,7 @@ pub fn parse_plain_blocks<R, F>(
     mut buf: Vec<u8>,
     layout: &Layout,
     lines_before: u64,
-    chunker: &mut Chunker<F>,
+    chunker: &mut Sink<'_, F>,
 ) -> Result<Option<Fallback>, IngestError>
 where
     R: Read,
@@ -102,7 +103,7 @@ struct InOrder {
 }
 
 impl InOrder {
-    fn take_one<F>(&mut self, chunker: &mut Chunker<F>) -> Result<(), IngestError>
+    fn take_one<F>(&mut self, chunker: &mut Sink<'_, F>) -> Result<(), IngestError>
     where
         F: FnMut(Chunk) -> Result<(), IngestError>,
     {
@@ -114,14 +115,15 @@ impl InOrder {
         while let Some(parsed) = self.pending.remove(&self.next) {
             let before = self.lines_before;
             let block = parsed.map_err(|err| err.map_line(|line| before + line))?;
-            chunker.push_rows(&block.values)?;
-            self.lines_before += block.lines;
+            let lines = block.lines;
+            chunker.push(block)?;
+            self.lines_before += lines;
             self.next += 1;
         }
         Ok(())
     }
 
-    fn drain<F>(&mut self, sent: u64, chunker: &mut Chunker<F>) -> Result<(), IngestError>
+    fn drain<F>(&mut self, sent: u64, chunker: &mut Sink<'_, F>) -> Result<(), IngestError>
     where
         F: FnMut(Chunk) -> Result<(), IngestError>,
     {

@@ -245,12 +245,14 @@ fn dataset_bytes(dataset: &Dataset) -> u64 {
 /// What spec validation needs to know about a stored dataset.
 pub fn data_shape(dataset: &Dataset) -> DataShape {
     DataShape {
-        rows: dataset.rows,
+        rows: dataset.labelled_rows(),
         features: dataset.features(),
         targets: dataset.targets(),
         target_min: dataset.target_stats.iter().map(|s| s.min).collect(),
         target_max: dataset.target_stats.iter().map(|s| s.max).collect(),
         target_integral: dataset.target_stats.iter().map(|s| s.integral).collect(),
+        columns: dataset.feature_columns(),
+        class_names: dataset.class_names(),
     }
 }
 

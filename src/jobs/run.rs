@@ -138,9 +138,9 @@ async fn load(inner: &Inner, job: &Job, dataset: &Dataset) -> Result<Rows, JobEr
     store.set_data_path(job.id, DataPath::Memory).await?;
     let (x, y) = store.dataset_matrix(dataset).await?;
     Ok(Rows::Memory(Arc::new(Matrix {
-        x: Array2::from_shape_vec((dataset.rows, dataset.features()), x)
+        x: Array2::from_shape_vec((dataset.labelled_rows(), dataset.features()), x)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        y: Array2::from_shape_vec((dataset.rows, dataset.targets()), y)
+        y: Array2::from_shape_vec((dataset.labelled_rows(), dataset.targets()), y)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })))
 }

@@ -131,7 +131,7 @@ pub fn training_memory(
     data_bytes: u64,
 ) -> MemoryEstimate {
     let ts = spec.spec();
-    let layers = layer_costs(&ts.model.layers, spec.facts.features);
+    let layers = layer_costs(&ts.model.layers, spec.input_width_bound());
     let moments = optim::build(&ts.optimizer).moments() as u128;
     let best = ts
         .early_stopping
@@ -222,6 +222,8 @@ mod tests {
             target_min: vec![0.0; outputs],
             target_max: vec![1.0; outputs],
             target_integral: vec![true; outputs],
+            columns: Vec::new(),
+            class_names: None,
         };
         spec.validate(&shape).expect("spec is valid")
     }

@@ -55,11 +55,13 @@ mod optim;
 mod spec;
 mod train;
 
+pub use data::cell;
 pub use data::stream::ChunkSource;
-pub use data::{DataShape, Samples};
+pub use data::{Column, ColumnKind, DataShape, Samples};
 pub use error::{ModelError, OutOfMemory, SpecError, TrainError};
+pub use layers::encoding::RawValue;
 pub use memory::{human, predict_memory, training_memory, LayerShare, MemoryEstimate};
-pub use model::summary::{LayerSummary, ModelSummary};
+pub use model::summary::{InputSummary, LayerSummary, ModelSummary};
 pub use model::{Evaluation, Model, Task};
 pub use spec::check::{Mode, ValidSpec};
 pub use spec::{

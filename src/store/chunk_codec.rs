@@ -1,6 +1,9 @@
 //! The stored form of a dataset chunk: its rows' values, features then targets per row,
 //! row-major, each an f32 as four little-endian bytes. Every write and read of that form
-//! goes through here.
+//! goes through here. A value is a cell ([`cell`]): a number, a level code of a text column,
+//! or missing.
+
+pub use crate::nn::cell;
 
 /// Bytes per stored value.
 pub const VALUE_BYTES: usize = 4;
@@ -20,6 +23,24 @@ pub fn values(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
     bytes
         .chunks_exact(VALUE_BYTES)
         .map(|b| f32::from_le_bytes(b.try_into().expect("chunks_exact")))
+}
+
+/// Drops the rows (of `width` values, the targets after `features`) whose target is
+/// missing; they are stored, but nothing can be learnt from them.
+pub fn keep_labelled(values: &mut Vec<f32>, width: usize, features: usize) {
+    let mut kept = 0;
+    for row in 0..values.len() / width {
+        let start = row * width;
+        if values[start + features..start + width]
+            .iter()
+            .any(|v| v.is_nan())
+        {
+            continue;
+        }
+        values.copy_within(start..start + width, kept * width);
+        kept += 1;
+    }
+    values.truncate(kept * width);
 }
 
 /// Whether `bytes` hold exactly `rows` rows of `width` values; the problem otherwise.

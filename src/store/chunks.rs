@@ -6,13 +6,14 @@ use super::{chunk_codec, Dataset, Result, Store, StoreError};
 
 impl Store {
     /// Rows of each chunk of `dataset`, in order; checked against the dataset's row count.
+    /// Rows per chunk that training reads (those with a target).
     pub async fn dataset_chunk_rows(&self, dataset: &Dataset) -> Result<Vec<usize>> {
         let rows: Vec<i64> =
             sqlx::query_scalar("SELECT rows FROM dataset_chunks WHERE dataset_id = ? ORDER BY idx")
                 .bind(dataset.id.to_string())
                 .fetch_all(&self.pool)
                 .await?;
-        let rows: Vec<usize> = rows.into_iter().map(|r| r as usize).collect();
+        let mut rows: Vec<usize> = rows.into_iter().map(|r| r as usize).collect();
         let total: usize = rows.iter().sum();
         if total != dataset.rows {
             return Err(StoreError::Corrupt(format!(
@@ -20,11 +21,19 @@ impl Store {
                 dataset.id, dataset.rows
             )));
         }
+        if dataset.unlabelled_rows > 0 {
+            // Which rows go depends on the cells: one pass over the chunks counts them.
+            for (idx, rows) in rows.iter_mut().enumerate() {
+                *rows = self.dataset_chunk(dataset, idx, Vec::new()).await?.len()
+                    / (dataset.features() + dataset.targets());
+            }
+        }
         Ok(rows)
     }
 
     /// Chunk `idx` of `dataset` as rows of features then targets, in `values` (emptied
-    /// first; its allocation is reused, which spares the page faults of a fresh one).
+    /// first; its allocation is reused, which spares the page faults of a fresh one),
+    /// without the rows whose target is missing.
     pub async fn dataset_chunk(
         &self,
         dataset: &Dataset,
@@ -48,6 +57,9 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
         values.clear();
         values.extend(chunk_codec::values(data));
+        if dataset.unlabelled_rows > 0 {
+            chunk_codec::keep_labelled(&mut values, width, dataset.features());
+        }
         Ok(values)
     }
 }

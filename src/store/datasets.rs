@@ -6,6 +6,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::{chunk_codec, from_json, json, Result, Store, StoreError};
+use crate::nn::{Column, ColumnKind};
 
 /// What spec validation needs to know about one target column.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -14,6 +15,44 @@ pub struct TargetStats {
     pub max: f64,
     /// Every value is a whole number (class labels are).
     pub integral: bool,
+}
+
+/// What a column holds, decided at upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnType {
+    /// Every present value is a number.
+    Number,
+    /// Text levels (numbers among them are levels too).
+    Category,
+    /// Every value a distinct text: an id or a name, left out of training.
+    Identifier,
+}
+
+/// One column as the upload found it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnReport {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: ColumnType,
+    /// Cells that were a missing marker.
+    pub missing: u64,
+    /// Cells holding a number, and their range, mean and population standard deviation.
+    pub numbers: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    /// The text levels in code order (the chunks' level cells index this list), each with
+    /// the number of cells holding it.
+    pub levels: Vec<String>,
+    pub level_counts: Vec<u64>,
+}
+
+impl ColumnReport {
+    pub fn is_typed(&self) -> bool {
+        self.kind != ColumnType::Number || self.missing > 0
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -27,6 +66,11 @@ pub struct Dataset {
     pub target_names: Vec<String>,
     pub target_stats: Vec<TargetStats>,
     pub chunk_rows: usize,
+    /// Per stored column (features, then targets); empty for datasets stored before
+    /// columns were typed, which hold complete numbers.
+    pub column_reports: Vec<ColumnReport>,
+    /// Rows whose target is missing (stored, left out of training).
+    pub unlabelled_rows: usize,
     pub created_at: DateTime<Utc>,
 }
 
@@ -37,6 +81,53 @@ impl Dataset {
 
     pub fn targets(&self) -> usize {
         self.target_names.len()
+    }
+
+    /// Rows training can use: those with a target.
+    pub fn labelled_rows(&self) -> usize {
+        self.rows - self.unlabelled_rows
+    }
+
+    /// The feature columns' types for the engine, when any is not a complete number
+    /// column (else the engine takes the numbers as they are).
+    pub fn feature_columns(&self) -> Vec<Column> {
+        let features = &self.column_reports[..self.features().min(self.column_reports.len())];
+        if !features.iter().any(ColumnReport::is_typed) {
+            return Vec::new();
+        }
+        features
+            .iter()
+            .map(|r| Column {
+                name: r.name.clone(),
+                kind: match r.kind {
+                    ColumnType::Number => ColumnKind::Number,
+                    ColumnType::Category => ColumnKind::Category {
+                        levels: r.levels.clone(),
+                    },
+                    ColumnType::Identifier => ColumnKind::Identifier,
+                },
+            })
+            .collect()
+    }
+
+    /// The name of a target column whose every value is a distinct text.
+    pub fn identifier_target(&self) -> Option<&str> {
+        let targets = self
+            .column_reports
+            .get(self.features()..)
+            .unwrap_or_default();
+        targets
+            .iter()
+            .find(|r| r.kind == ColumnType::Identifier)
+            .map(|r| r.name.as_str())
+    }
+
+    /// The labels of a single text target column, in class-index order.
+    pub fn class_names(&self) -> Option<Vec<String>> {
+        match &self.column_reports[self.features().min(self.column_reports.len())..] {
+            [target] if target.kind == ColumnType::Category => Some(target.levels.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -50,6 +141,8 @@ pub struct Table {
     pub target_names: Vec<String>,
     pub target_stats: Vec<TargetStats>,
     pub chunk_rows: usize,
+    pub column_reports: Vec<ColumnReport>,
+    pub unlabelled_rows: usize,
 }
 
 /// What `DatasetWriter::commit` records beside the chunks.
@@ -69,6 +162,8 @@ struct DatasetRow {
     target_names: String,
     target_stats: String,
     chunk_rows: i64,
+    column_reports: String,
+    unlabelled_rows: i64,
     created_at: DateTime<Utc>,
 }
 
@@ -85,13 +180,15 @@ impl TryFrom<DatasetRow> for Dataset {
             target_names: from_json(&row.target_names, "dataset target names")?,
             target_stats: from_json(&row.target_stats, "dataset target stats")?,
             chunk_rows: row.chunk_rows as usize,
+            column_reports: from_json(&row.column_reports, "dataset column reports")?,
+            unlabelled_rows: row.unlabelled_rows as usize,
             created_at: row.created_at,
         })
     }
 }
 
-const COLUMNS: &str =
-    "id, name, rows, columns, feature_names, target_names, target_stats, chunk_rows, created_at";
+const COLUMNS: &str = "id, name, rows, columns, feature_names, target_names, target_stats, \
+                       chunk_rows, column_reports, unlabelled_rows, created_at";
 
 /// An upload in progress: chunks go into one transaction, so an upload that fails at any
 /// point (bad row, client gone, server stopped) leaves nothing behind.
@@ -127,10 +224,12 @@ impl DatasetWriter {
             target_names: meta.table.target_names,
             target_stats: meta.table.target_stats,
             chunk_rows: meta.table.chunk_rows,
+            column_reports: meta.table.column_reports,
+            unlabelled_rows: meta.table.unlabelled_rows,
             created_at: Utc::now(),
         };
         sqlx::query(&format!(
-            "INSERT INTO datasets ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO datasets ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(dataset.id.to_string())
         .bind(&dataset.name)
@@ -140,6 +239,8 @@ impl DatasetWriter {
         .bind(json(&dataset.target_names))
         .bind(json(&dataset.target_stats))
         .bind(dataset.chunk_rows as i64)
+        .bind(json(&dataset.column_reports))
+        .bind(dataset.unlabelled_rows as i64)
         .bind(dataset.created_at)
         .execute(&mut *self.tx)
         .await?;
@@ -243,20 +344,24 @@ impl Store {
         )
         .bind(dataset.id.to_string())
         .fetch(&self.pool);
+        let mut values = Vec::new();
         while let Some((rows, data)) = chunks.try_next().await? {
             chunk_codec::check(&data, rows as usize, width)
                 .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
-            for row in data.chunks_exact(width * chunk_codec::VALUE_BYTES) {
-                let (xs, ys) = row.split_at(features * chunk_codec::VALUE_BYTES);
-                x.extend(chunk_codec::values(xs));
-                y.extend(chunk_codec::values(ys));
+            values.clear();
+            values.extend(chunk_codec::values(&data));
+            chunk_codec::keep_labelled(&mut values, width, features);
+            for row in values.chunks_exact(width) {
+                let (xs, ys) = row.split_at(features);
+                x.extend_from_slice(xs);
+                y.extend_from_slice(ys);
             }
         }
-        if x.len() != dataset.rows * features {
+        if x.len() != dataset.labelled_rows() * features {
             return Err(StoreError::Corrupt(format!(
-                "dataset {} should have {} rows but its chunks hold {}",
+                "dataset {} should have {} labelled rows but its chunks hold {}",
                 dataset.id,
-                dataset.rows,
+                dataset.labelled_rows(),
                 x.len() / features.max(1)
             )));
         }

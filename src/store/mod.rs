@@ -17,7 +17,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::SqlitePool;
 use uuid::Uuid;
 
-pub use datasets::{Dataset, DatasetWriter, NewDataset, Table, TargetStats};
+pub use datasets::{
+    ColumnReport, ColumnType, Dataset, DatasetWriter, NewDataset, Table, TargetStats,
+};
 pub use jobs::{DataPath, Job, JobStatus, NewJob, Requeued, MAX_CRASHES};
 pub use models::{JobOutcome, StoredModel};
 pub use training::{Checkpoint, EpochRow, TrialResult};

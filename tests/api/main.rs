@@ -19,3 +19,4 @@ mod properties;
 mod restart;
 mod scheduling;
 mod streaming;
+mod tables;

@@ -25,6 +25,8 @@ fn shape(features: usize, labels_max: f64, integral: bool) -> DataShape {
         target_min: vec![0.0],
         target_max: vec![labels_max],
         target_integral: vec![integral],
+        columns: Vec::new(),
+        class_names: None,
     }
 }
 
@@ -82,6 +84,8 @@ fn each_invalid_spec_names_its_field_and_value() {
                     target_min: vec![0.0; 3],
                     target_max: vec![1.0; 3],
                     target_integral: vec![true; 3],
+                    columns: Vec::new(),
+                    class_names: None,
                 },
             ),
             &[
@@ -195,6 +199,8 @@ fn each_invalid_spec_names_its_field_and_value() {
                     target_min: vec![0.0],
                     target_max: vec![1.0],
                     target_integral: vec![true],
+                    columns: Vec::new(),
+                    class_names: None,
                 },
             ),
             &["data.targets", "2 target columns"],

@@ -180,6 +180,12 @@ async fn create_job(
         }
         other => other?,
     };
+    if let Some(id) = dataset.identifier_target() {
+        return Err(Error::Unprocessable(format!(
+            "target column {id:?} is an identifier (every value a distinct text): there is \
+             nothing to learn; name another target at upload"
+        )));
+    }
     let valid = spec.validate(&jobs::data_shape(&dataset))?;
     let normalized =
         serde_json::to_value(valid.spec()).map_err(|e| Error::Internal(e.to_string()))?;

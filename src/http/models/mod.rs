@@ -19,7 +19,7 @@ use crate::http::AppState;
 use crate::nn::{EpochRecord, ModelSummary, Task, TrainingSpec};
 use crate::store::StoredModel;
 
-pub use predict::{Predictions, INLINE_BYTES};
+pub use predict::{Classes, Predictions, INLINE_BYTES};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::http::error::{Error, Problem, Result};
 use crate::http::extract::{Body, Json, Path};
 use crate::http::AppState;
-use crate::nn::human;
+use crate::nn::{human, RawValue};
 use crate::parse::instances::{self, InstancesError};
 use crate::serving::ServedModel;
 use crate::telemetry::spawn_blocking_in_span;
@@ -38,9 +38,31 @@ pub struct Predictions {
     #[serde(serialize_with = "rows")]
     #[schema(value_type = Vec<Vec<f32>>)]
     pub predictions: Array2<f32>,
-    /// Classification models only: the predicted class per instance.
+    /// Classification models only: the predicted class per instance, its label when the
+    /// target column was text.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub classes: Option<Vec<usize>>,
+    pub classes: Option<Classes>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum Classes {
+    Indices(Vec<usize>),
+    Labels(Vec<String>),
+}
+
+impl Classes {
+    fn of(model: &crate::nn::Model, indices: Vec<usize>) -> Classes {
+        match model.class_names() {
+            Some(names) => Classes::Labels(
+                indices
+                    .into_iter()
+                    .map(|i| names.get(i).cloned().unwrap_or_default())
+                    .collect(),
+            ),
+            None => Classes::Indices(indices),
+        }
+    }
 }
 
 fn rows<S: Serializer>(
@@ -107,6 +129,17 @@ fn check_memory(served: &ServedModel, body_bytes: usize, limit: u64) -> Result<(
 }
 
 fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
+    if let Some(names) = served.model.input_names() {
+        let x = raw_rows(&served.model, &names, body)?;
+        let predictions = served
+            .model
+            .predict_parallel(x.view(), crate::config::cores())?;
+        let classes = served.model.classes(predictions.view());
+        return Ok(Predictions {
+            classes: classes.map(|c| Classes::of(&served.model, c)),
+            predictions,
+        });
+    }
     let width = served.feature_names.len();
     let cores = crate::config::cores();
     let parts = instances::parse_with(
@@ -137,7 +170,76 @@ fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
     };
     let classes = served.model.classes(predictions.view());
     Ok(Predictions {
+        classes: classes.map(|c| Classes::of(&served.model, c)),
         predictions,
-        classes,
     })
+}
+
+/// The cells of `instances` for a model that encodes its columns: each row an object keyed
+/// by column name (a key left out is a missing value) or an array in column order; values
+/// are numbers, text or `null`.
+fn raw_rows(model: &crate::nn::Model, names: &[&str], body: &[u8]) -> Result<Array2<f32>> {
+    #[derive(serde::Deserialize)]
+    struct RawBody {
+        instances: Vec<Value>,
+    }
+    let body: RawBody = serde_json::from_slice(body).map_err(|e| {
+        Error::BadRequest(format!("the body must be {{\"instances\": [...]}}: {e}"))
+    })?;
+    if body.instances.is_empty() {
+        return Err(Error::Unprocessable(
+            "instances is empty: nothing to predict".into(),
+        ));
+    }
+    let width = names.len();
+    let mut x = Array2::zeros((body.instances.len(), width));
+    for (r, instance) in body.instances.iter().enumerate() {
+        let mut row = x.row_mut(r);
+        let cell = |c: usize, v: &Value| -> Result<f32> {
+            let raw = match v {
+                Value::Null => RawValue::Missing,
+                Value::Number(n) => RawValue::Number(n.as_f64().unwrap_or(f64::NAN)),
+                Value::String(t) => RawValue::Text(t),
+                other => {
+                    return Err(Error::Unprocessable(format!(
+                        "instances[{r}].{}: expected a number, a text or null, got {other}",
+                        names[c]
+                    )))
+                }
+            };
+            model
+                .cell_of(c, raw)
+                .map_err(|e| Error::Unprocessable(format!("instances[{r}]: {e}")))
+        };
+        match instance {
+            Value::Object(fields) => {
+                if let Some(unknown) = fields.keys().find(|k| !names.contains(&k.as_str())) {
+                    return Err(Error::Unprocessable(format!(
+                        "instances[{r}] has the unknown column {unknown:?}; the model's columns \
+                         are {names:?}"
+                    )));
+                }
+                for (c, name) in names.iter().enumerate() {
+                    row[c] = cell(c, fields.get(*name).unwrap_or(&Value::Null))?;
+                }
+            }
+            Value::Array(values) if values.len() == width => {
+                for (c, v) in values.iter().enumerate() {
+                    row[c] = cell(c, v)?;
+                }
+            }
+            Value::Array(values) => {
+                return Err(Error::Unprocessable(format!(
+                    "instances[{r}] has {} values; the model takes {width} columns: {names:?}",
+                    values.len()
+                )))
+            }
+            other => {
+                return Err(Error::Unprocessable(format!(
+                    "instances[{r}] must be an object keyed by column name or an array, got {other}"
+                )))
+            }
+        }
+    }
+    Ok(x)
 }

@@ -1,6 +1,7 @@
 //! What the engine sees of a dataset: its rows, or just its shape.
 
 pub(in crate::nn) mod batch;
+pub mod cell;
 pub(in crate::nn) mod split;
 pub(in crate::nn) mod stream;
 
@@ -8,6 +9,7 @@ use ndarray::ArrayView2;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::nn::layers::encoding::check_cell;
 use crate::nn::spec::LossKind;
 
 /// Rows in memory: `x` is [rows, features], `y` is [rows, targets]
@@ -40,6 +42,32 @@ pub struct DataShape {
     pub target_min: Vec<f64>,
     pub target_max: Vec<f64>,
     pub target_integral: Vec<bool>,
+    /// One per feature column when the features are not all complete numbers: the engine
+    /// then encodes rows of cells (`cell`) before the first layer. Empty: plain numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<Column>,
+    /// The labels of a text target column, in the order of its class indices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
+}
+
+/// A feature column as the upload typed it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ColumnKind {
+    /// Numbers, some cells possibly missing.
+    Number,
+    /// Text levels stored as codes into `levels`; the column's cells may also hold numbers,
+    /// which are levels by their value (a `"3+"` among counts).
+    Category { levels: Vec<String> },
+    /// Every value a distinct text (an id, a name): left out of training.
+    Identifier,
 }
 
 impl DataShape {
@@ -64,6 +92,8 @@ impl DataShape {
             target_min: min,
             target_max: max,
             target_integral: integral,
+            columns: Vec::new(),
+            class_names: None,
         }
     }
 }
@@ -83,6 +113,36 @@ pub(crate) fn first_non_finite(x: ArrayView2<'_, f32>) -> Option<(usize, usize)>
     x.indexed_iter()
         .find(|(_, v)| !v.is_finite())
         .map(|(at, _)| at)
+}
+
+/// The first feature cell that its column cannot hold, as a message naming row (counted
+/// from `first_row`) and column: any non-finite value for plain numbers, or a cell of the
+/// wrong kind for typed columns.
+pub(crate) fn first_bad_feature(
+    columns: &[Column],
+    x: ArrayView2<'_, f32>,
+    first_row: usize,
+) -> Option<String> {
+    if columns.is_empty() {
+        return first_non_finite(x).map(|(r, c)| {
+            format!(
+                "feature row {}, column {c} is not a finite number",
+                r + first_row
+            )
+        });
+    }
+    for (r, row) in x.rows().into_iter().enumerate() {
+        for ((c, column), &value) in columns.iter().enumerate().zip(row) {
+            if let Err(problem) = check_cell(&column.kind, value) {
+                return Some(format!(
+                    "feature row {}, column {c} ({:?}) {problem}",
+                    r + first_row,
+                    column.name
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Do these targets fit a model with `outputs` units trained with `loss`?

@@ -6,6 +6,7 @@
 
 pub(crate) mod dense;
 pub(crate) mod dropout;
+pub(crate) mod encoding;
 pub(crate) mod input;
 pub(crate) mod normalization;
 
@@ -21,6 +22,7 @@ pub use normalization::NormalizationSpec;
 
 pub(crate) use dense::{Dense, DenseGrads};
 pub(crate) use dropout::{Dropout, MaskKey};
+pub(crate) use encoding::Encoding;
 pub(crate) use normalization::{Moments, Normalization};
 
 use crate::nn::error::SpecError;
@@ -38,9 +40,11 @@ pub enum LayerSpec {
     Normalization(NormalizationSpec),
 }
 
-/// A built layer with its parameters. `Input` declares a shape and builds none.
+/// A built layer with its parameters. `Input` declares a shape and builds none; an
+/// `Encoding` is not in the spec: it comes first when the dataset's columns need one.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Layer {
+    Encoding(Encoding),
     Normalization(Normalization),
     Dense(Dense),
     Dropout(Dropout),
@@ -178,6 +182,7 @@ impl Layer {
     pub fn width(&self, input: usize) -> usize {
         match self {
             Layer::Dense(d) => d.units(),
+            Layer::Encoding(e) => e.width(),
             Layer::Dropout(_) | Layer::Normalization(_) => input,
         }
     }
@@ -185,6 +190,7 @@ impl Layer {
     pub fn base_name(&self) -> &'static str {
         match self {
             Layer::Dense(_) => dense::NAME,
+            Layer::Encoding(_) => encoding::NAME,
             Layer::Dropout(_) => dropout::NAME,
             Layer::Normalization(_) => normalization::NAME,
         }
@@ -194,6 +200,7 @@ impl Layer {
     pub fn kind(&self) -> &'static str {
         match self {
             Layer::Dense(_) => dense::KIND,
+            Layer::Encoding(_) => encoding::KIND,
             Layer::Dropout(_) => dropout::KIND,
             Layer::Normalization(_) => normalization::KIND,
         }
@@ -204,6 +211,7 @@ impl Layer {
         match self {
             Layer::Dense(d) => (d.params(), true),
             Layer::Dropout(_) => (0, true),
+            Layer::Encoding(_) => (0, false),
             Layer::Normalization(n) => (n.params(), false),
         }
     }
@@ -220,7 +228,7 @@ impl Layer {
             Layer::Dense(d) => std::iter::once(d.kernel.len())
                 .chain(d.bias.as_ref().map(|b| b.len()))
                 .collect(),
-            Layer::Dropout(_) | Layer::Normalization(_) => Vec::new(),
+            Layer::Dropout(_) | Layer::Normalization(_) | Layer::Encoding(_) => Vec::new(),
         }
     }
 
@@ -228,7 +236,7 @@ impl Layer {
     pub fn penalty(&self) -> f64 {
         match self {
             Layer::Dense(d) => d.penalty(),
-            Layer::Dropout(_) | Layer::Normalization(_) => 0.0,
+            Layer::Dropout(_) | Layer::Normalization(_) | Layer::Encoding(_) => 0.0,
         }
     }
 
@@ -236,7 +244,7 @@ impl Layer {
     pub fn macs_per_row(&self) -> usize {
         match self {
             Layer::Dense(d) => d.kernel.len(),
-            Layer::Dropout(_) | Layer::Normalization(_) => 0,
+            Layer::Dropout(_) | Layer::Normalization(_) | Layer::Encoding(_) => 0,
         }
     }
 
@@ -244,7 +252,8 @@ impl Layer {
         match self {
             Layer::Dense(d) => d.push_tensors(name, list),
             Layer::Normalization(n) => n.push_tensors(name, list),
-            Layer::Dropout(_) => {}
+            // Vocabularies are text: the encoding travels in the metadata.
+            Layer::Dropout(_) | Layer::Encoding(_) => {}
         }
     }
 
@@ -253,7 +262,7 @@ impl Layer {
         match self {
             Layer::Dense(_) => true,
             Layer::Dropout(_) => training,
-            Layer::Normalization(_) => false,
+            Layer::Normalization(_) | Layer::Encoding(_) => false,
         }
     }
 
@@ -261,7 +270,7 @@ impl Layer {
     pub fn gradients(&self) -> Result<Option<DenseGrads>, OutOfMemory> {
         match self {
             Layer::Dense(d) => DenseGrads::for_layer(d).map(Some),
-            Layer::Dropout(_) | Layer::Normalization(_) => Ok(None),
+            Layer::Dropout(_) | Layer::Normalization(_) | Layer::Encoding(_) => Ok(None),
         }
     }
 
@@ -278,6 +287,7 @@ impl Layer {
         let a = buf.a.slice_mut(ndarray::s![..rows, ..]);
         match self {
             Layer::Normalization(n) => n.forward(input, a),
+            Layer::Encoding(e) => e.forward(input, a),
             Layer::Dense(d) => {
                 d.forward(input, buf.z.slice_mut(ndarray::s![..rows, ..]), a, threads)
             }
@@ -300,7 +310,7 @@ impl Layer {
         let rows = input.nrows();
         let rows = ndarray::s![..rows, ..];
         match self {
-            Layer::Normalization(_) => {}
+            Layer::Normalization(_) | Layer::Encoding(_) => {}
             Layer::Dense(dense) => dense.backward(
                 input,
                 buf.z.slice(rows),
@@ -331,6 +341,10 @@ impl Layer {
             Layer::Normalization(n) => {
                 n.forward_row(x, &mut out[..x.len()]);
                 Some(x.len())
+            }
+            Layer::Encoding(e) => {
+                e.forward_row(x, &mut out[..e.width()]);
+                Some(e.width())
             }
             Layer::Dense(d) => Some(d.forward_row(x, out, scratch)),
             Layer::Dropout(_) => None,

@@ -18,6 +18,8 @@ use utoipa::ToSchema;
 use crate::nn::data::batch::{Batch, BatchSource, InMemory};
 use crate::nn::data::{check_targets, first_non_finite, Samples};
 use crate::nn::error::ModelError;
+use crate::nn::layers::encoding::RawValue;
+use crate::nn::layers::{Encoding, Layer};
 use crate::nn::memory::{predict_memory, MemoryEstimate};
 use crate::nn::model::network::{Network, Workspace};
 use crate::nn::model::scratch::Scratch;
@@ -87,6 +89,38 @@ impl Model {
         self.net.input_width
     }
 
+    pub(crate) fn encoding(&self) -> Option<&Encoding> {
+        match self.net.layers.first() {
+            Some(Layer::Encoding(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The feature columns by name, in input order, when the model encodes raw values
+    /// itself (a dataset with text or missing cells); `None` for plain numbers.
+    pub fn input_names(&self) -> Option<Vec<&str>> {
+        let encoding = self.encoding()?;
+        Some(encoding.columns.iter().map(|c| c.name.as_str()).collect())
+    }
+
+    /// The input cell for a client's value of feature column `column` (see
+    /// [`Model::input_names`]), or why the value cannot be one. Text that the training data
+    /// never had is a valid cell: it goes to the column's out-of-vocabulary slot.
+    pub fn cell_of(&self, column: usize, value: RawValue<'_>) -> Result<f32, String> {
+        match self.encoding() {
+            Some(encoding) => encoding.cell_of(column, value),
+            None => match value {
+                RawValue::Number(v) => Ok(v as f32),
+                _ => Err("this model takes numbers only".to_owned()),
+            },
+        }
+    }
+
+    /// The labels of a text target, in the order of the probabilities.
+    pub fn class_names(&self) -> Option<&[String]> {
+        self.encoding()?.class_names.as_deref()
+    }
+
     pub fn output_width(&self) -> usize {
         self.net.output_width()
     }
@@ -112,7 +146,15 @@ impl Model {
                 got: x.ncols(),
             });
         }
-        match first_non_finite(x) {
+        // A model that encodes its columns takes cells: missing values and levels are NaNs.
+        let bad = match self.encoding() {
+            Some(_) => x
+                .indexed_iter()
+                .find(|(_, v)| v.is_infinite())
+                .map(|(at, _)| at),
+            None => first_non_finite(x),
+        };
+        match bad {
             Some((row, column)) => Err(ModelError::NonFinite { row, column }),
             None => Ok(()),
         }

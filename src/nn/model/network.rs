@@ -2,7 +2,7 @@
 
 use ndarray::{s, ArrayView2};
 
-use crate::nn::layers::{DenseGrads, Layer, LayerBuffers, MaskKey, Normalization};
+use crate::nn::layers::{DenseGrads, Encoding, Layer, LayerBuffers, MaskKey, Normalization};
 use crate::nn::ops::alloc::{zeros2, OutOfMemory};
 use crate::nn::ops::rng::Rng;
 use crate::nn::spec::TrainingSpec;
@@ -14,16 +14,21 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    /// Fresh weights from `rng`; the normalization statistics are supplied (adapted on
-    /// the training split by the caller).
+    /// Fresh weights from `rng`; the encoding and the normalization statistics are supplied
+    /// (fitted on the training split by the caller).
     pub fn build(
         spec: &TrainingSpec,
         features: usize,
+        encoding: Option<Encoding>,
         mut normalization: Option<Normalization>,
         rng: &mut Rng,
     ) -> Result<Network, OutOfMemory> {
         let mut width = features;
         let mut layers = Vec::new();
+        if let Some(encoding) = encoding {
+            width = encoding.width();
+            layers.push(Layer::Encoding(encoding));
+        }
         for spec in &spec.model.layers {
             if let Some(layer) = spec.build(width, rng, &mut normalization)? {
                 width = layer.width(width);

@@ -3,15 +3,34 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::nn::layers::encoding::How;
 use crate::nn::layers::unique_names;
 use crate::nn::model::Model;
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
 pub struct ModelSummary {
+    /// The dataset's columns and how each becomes input values, when the model encodes
+    /// them (a dataset with text or missing cells).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputSummary>,
     pub layers: Vec<LayerSummary>,
     pub total_params: usize,
     pub trainable_params: usize,
     pub non_trainable_params: usize,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
+pub struct InputSummary {
+    pub column: String,
+    /// `standardize` (with `missing_indicator`), `one_hot` or `skip` (an identifier).
+    pub encoding: String,
+    /// Input values it becomes.
+    pub width: usize,
+    /// One-hot: the levels kept, after slot 0 for the out-of-vocabulary ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub levels: Option<Vec<String>>,
+    #[serde(default)]
+    pub missing_indicator: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
@@ -46,7 +65,27 @@ impl Model {
                 params,
             });
         }
+        let inputs = self.encoding().map_or_else(Vec::new, |e| {
+            e.columns
+                .iter()
+                .map(|c| {
+                    let (encoding, levels, indicator) = match &c.how {
+                        How::Skip => ("skip", None, false),
+                        How::Standardize { indicator, .. } => ("standardize", None, *indicator),
+                        How::OneHot { kept, .. } => ("one_hot", Some(kept.clone()), false),
+                    };
+                    InputSummary {
+                        column: c.name.clone(),
+                        encoding: encoding.to_owned(),
+                        width: c.how.width(),
+                        levels,
+                        missing_indicator: indicator,
+                    }
+                })
+                .collect()
+        });
         ModelSummary {
+            inputs,
             layers,
             total_params: trainable + frozen,
             trainable_params: trainable,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::nn::error::ModelError;
-use crate::nn::layers::{unique_names, Layer, LayerSpec};
+use crate::nn::layers::{unique_names, Encoding, Layer, LayerSpec};
 use crate::nn::model::network::Network;
 use crate::nn::model::Model;
 use crate::nn::spec::TrainingSpec;
@@ -75,7 +75,7 @@ impl Model {
     }
 
     pub(crate) fn metadata(&self) -> HashMap<String, String> {
-        HashMap::from([
+        let mut meta = HashMap::from([
             ("format".to_owned(), FORMAT.to_owned()),
             ("version".to_owned(), VERSION.to_owned()),
             ("features".to_owned(), self.input_width().to_string()),
@@ -83,7 +83,14 @@ impl Model {
                 "spec".to_owned(),
                 serde_json::to_string(self.spec()).expect("spec serialises"),
             ),
-        ])
+        ]);
+        if let Some(encoding) = self.encoding() {
+            // Its floats are f32, which serde_json writes in the shortest form that reads
+            // back to the same bits.
+            let json = serde_json::to_string(encoding).expect("encoding serialises");
+            meta.insert("encoding".to_owned(), json);
+        }
+        meta
     }
 
     pub fn from_safetensors(bytes: &[u8]) -> Result<Model, ModelError> {
@@ -120,6 +127,19 @@ impl Model {
         let built = spec.model.layers.iter().filter(|l| l.base_name().is_some());
         let mut width = features;
         let mut layers = Vec::new();
+        if let Some(json) = meta.get("encoding") {
+            let encoding = serde_json::from_str::<Encoding>(json)
+                .map_err(|e| format!("encoding in the metadata: {e}"))?
+                .restored();
+            if encoding.input_width() != features {
+                return Err(format!(
+                    "the encoding reads {} columns, the model {features}",
+                    encoding.input_width()
+                ));
+            }
+            width = encoding.width();
+            layers.push(Layer::Encoding(encoding));
+        }
         for (layer, name) in built.zip(names) {
             if let Some(layer) = layer.read(st, &format!("{prefix}{name}"), width)? {
                 width = layer.width(width);

@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use crate::nn::data::split::split_sizes;
 use crate::nn::data::DataShape;
 use crate::nn::error::SpecError;
+use crate::nn::layers::encoding::{width_bound, EncodingFit};
 use crate::nn::spec::check_model::{check_model, ModelFacts};
 use crate::nn::spec::{
     EarlyStoppingSpec, LossKind, MetricKind, ModeSpec, ReduceLrSpec, TrainingSpec,
@@ -69,6 +70,20 @@ pub struct ValidSpec {
 impl ValidSpec {
     pub fn spec(&self) -> &TrainingSpec {
         &self.spec
+    }
+
+    /// The accumulator of the encoding to fit, when the dataset's columns need one.
+    pub(crate) fn encoding_fit(&self) -> Option<EncodingFit> {
+        let f = &self.facts;
+        (!f.columns.is_empty()).then(|| EncodingFit::new(&f.columns, f.class_names.clone()))
+    }
+
+    /// The first layer's input width at most: the features, or their widest encoding.
+    pub(crate) fn input_width_bound(&self) -> usize {
+        match self.facts.columns.as_slice() {
+            [] => self.facts.features,
+            columns => width_bound(columns),
+        }
     }
 
     pub fn batch_sizes(&self) -> &[usize] {

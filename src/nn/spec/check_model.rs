@@ -1,6 +1,6 @@
 //! Checks of the layer list and of the loss against the layers and the data.
 
-use crate::nn::data::DataShape;
+use crate::nn::data::{Column, DataShape};
 use crate::nn::error::SpecError;
 use crate::nn::layers::Place;
 use crate::nn::model::Task;
@@ -15,6 +15,9 @@ pub(crate) struct ModelFacts {
     pub task: Task,
     /// Weight per class index (missing classes weigh 1, as in Keras).
     pub class_weights: Option<Vec<f32>>,
+    /// The typed feature columns to encode (empty: plain numbers, no encoding).
+    pub columns: Vec<Column>,
+    pub class_names: Option<Vec<String>>,
 }
 
 pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<ModelFacts, SpecError> {
@@ -24,6 +27,16 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
     }
     if shape.features == 0 {
         return Err(SpecError::range("data.features", "at least 1", 0));
+    }
+    if !shape.columns.is_empty() && shape.columns.len() != shape.features {
+        return Err(SpecError::incompatible(
+            "data.columns",
+            format!(
+                "{} column types for {} features",
+                shape.columns.len(),
+                shape.features
+            ),
+        ));
     }
     let described = [
         shape.target_min.len(),
@@ -52,6 +65,14 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
         if matches!(layer, LayerSpec::Dense(_)) {
             last_dense = Some(i);
         }
+        if matches!(layer, LayerSpec::Normalization(_)) && !shape.columns.is_empty() {
+            return Err(SpecError::incompatible(
+                at,
+                "this dataset's columns are encoded before the first layer, its numbers \
+                 standardised with the training split's mean and variance already: leave the \
+                 normalization layer out",
+            ));
+        }
     }
     let Some(last) = last_dense else {
         return Err(SpecError::incompatible(
@@ -76,6 +97,8 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
         outputs: out.units,
         task,
         class_weights,
+        columns: shape.columns.clone(),
+        class_names: shape.class_names.clone(),
     })
 }
 

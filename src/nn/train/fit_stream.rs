@@ -80,12 +80,14 @@ fn run(
     let train_rows = rows - val_rows;
     check_sizes(spec, rows, ts.validation_split, train_rows, val_rows)?;
     let adapt = resumed.is_none() && TrainingState::adapts(spec);
-    let normalization = scan(&reader, &is_validation, adapt, ts.loss, facts.outputs)?;
+    let fit = resumed.is_none().then(|| spec.encoding_fit()).flatten();
+    let (normalization, encoding) = scan(&reader, &is_validation, adapt, fit, facts, ts.loss)?;
     let state = match resumed {
         Some(state) => check_resumed(state, train_rows, val_rows)?,
         None => TrainingState::fresh(
             spec,
             features,
+            encoding,
             normalization,
             train_rows,
             val_rows,

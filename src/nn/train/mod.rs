@@ -19,7 +19,7 @@ pub(in crate::nn) mod threads;
 
 use crate::nn::data::batch::{BatchSource, InMemory};
 use crate::nn::data::split::{split, Split};
-use crate::nn::data::{check_targets, first_non_finite, Samples};
+use crate::nn::data::{check_targets, first_bad_feature, Samples};
 use crate::nn::error::TrainError;
 use crate::nn::layers::Normalization;
 use crate::nn::model::Model;
@@ -118,10 +118,8 @@ fn check_data(spec: &ValidSpec, s: &Samples<'_>, what: &str) -> Result<(), Train
             s.y.nrows()
         ));
     }
-    if let Some((r, c)) = first_non_finite(s.x) {
-        return bad(format!(
-            "feature row {r}, column {c} is not a finite number"
-        ));
+    if let Some(m) = first_bad_feature(&facts.columns, s.x, 0) {
+        return bad(m);
     }
     check_targets(spec.spec().loss, facts.outputs, s.y)
         .map_err(|m| TrainError::Data(format!("{what}: {m}")))
@@ -157,9 +155,15 @@ fn run(
             let normalization = TrainingState::adapts(spec).then(|| {
                 Normalization::adapt(data.x.ncols(), parts.train.iter().map(|&r| data.x.row(r)))
             });
+            let encoding = spec.encoding_fit().map(|mut fit| {
+                let rows = parts.train.iter().map(|&r| data.x.row(r));
+                fit.add_rows(rows.map(|r| r.to_slice().expect("contiguous rows")));
+                fit.finish()
+            });
             TrainingState::fresh(
                 spec,
                 data.x.ncols(),
+                encoding,
                 normalization,
                 parts.train.len(),
                 val_rows,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::nn::layers::{Layer, Normalization};
+use crate::nn::layers::{Encoding, Layer, Normalization};
 use crate::nn::model::network::Network;
 use crate::nn::model::Model;
 use crate::nn::ops::alloc::{filled, OutOfMemory};
@@ -85,6 +85,7 @@ impl TrainingState {
     pub(crate) fn fresh(
         spec: &ValidSpec,
         width: usize,
+        encoding: Option<Encoding>,
         normalization: Option<Normalization>,
         train_rows: usize,
         validation_rows: usize,
@@ -92,7 +93,7 @@ impl TrainingState {
     ) -> Result<TrainingState, OutOfMemory> {
         let ts = spec.spec();
         let mut init = Rng::new(ts.seed, Stream::Init);
-        let net = Network::build(ts, width, normalization, &mut init)?;
+        let net = Network::build(ts, width, encoding, normalization, &mut init)?;
         let optimizer = optim::build(&ts.optimizer);
         let moments = net
             .layers

@@ -12,9 +12,11 @@ use std::cell::RefCell;
 
 use ndarray::{s, ArrayView2};
 
-use crate::nn::data::{check_targets_from, first_non_finite};
+use crate::nn::data::{check_targets_from, first_bad_feature};
 use crate::nn::error::TrainError;
-use crate::nn::layers::{Moments, Normalization};
+use crate::nn::layers::encoding::EncodingFit;
+use crate::nn::layers::{Encoding, Moments, Normalization};
+use crate::nn::spec::check_model::ModelFacts;
 use crate::nn::spec::LossKind;
 
 /// A dataset stored as consecutive chunks of rows (features, then targets, per row).
@@ -137,9 +139,11 @@ pub(crate) fn scan(
     reader: &Shared<'_>,
     is_validation: &[bool],
     adapt: bool,
+    mut fit: Option<EncodingFit>,
+    facts: &ModelFacts,
     loss: LossKind,
-    outputs: usize,
-) -> Result<Option<Normalization>, TrainError> {
+) -> Result<(Option<Normalization>, Option<Encoding>), TrainError> {
+    let outputs = facts.outputs;
     let mut r = reader.borrow_mut();
     let chunks: Vec<usize> = (0..r.rows.len()).collect();
     r.plan(&chunks);
@@ -152,15 +156,17 @@ pub(crate) fn scan(
         let first = r.first_row[idx];
         let staged = r.staged();
         let x = staged.slice(s![.., ..r.features]);
-        if let Some((row, c)) = first_non_finite(x) {
-            let row = row + first;
-            return Err(TrainError::Data(format!(
-                "training data: feature row {row}, column {c} is not a finite number"
-            )));
+        if let Some(m) = first_bad_feature(&facts.columns, x, first) {
+            return Err(TrainError::Data(format!("training data: {m}")));
         }
         if target_error.is_none() {
             let y = staged.slice(s![.., r.features..]);
             target_error = check_targets_from(loss, outputs, y, first).err();
+        }
+        if let Some(fit) = &mut fit {
+            let rows = staged.rows().into_iter().enumerate();
+            let train = rows.filter(|&(i, _)| !is_validation[first + i]);
+            fit.add_rows(train.map(|(_, row)| row.to_slice().expect("staged rows are contiguous")));
         }
         if adapt {
             let train: Vec<&[f32]> = staged
@@ -177,5 +183,8 @@ pub(crate) fn scan(
     if let Some(message) = target_error {
         return Err(TrainError::Data(format!("training data: {message}")));
     }
-    Ok(adapt.then(|| Normalization::from_moments(&moments)))
+    Ok((
+        adapt.then(|| Normalization::from_moments(&moments)),
+        fit.map(EncodingFit::finish),
+    ))
 }

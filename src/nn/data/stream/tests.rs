@@ -10,6 +10,7 @@ use crate::nn::data::stream::validation::StreamValidation;
 use crate::nn::data::stream::{scan, ChunkSource, Reader};
 use crate::nn::layers::Normalization;
 use crate::nn::ops::rng::{Rng, Stream};
+use crate::nn::spec::check_model::ModelFacts;
 use crate::nn::spec::LossKind;
 
 /// Row r is [r, r²/1000 + 5000, r % 3]: two features (the second with a large offset,
@@ -156,6 +157,18 @@ fn the_buffer_holds_the_budget_but_at_least_the_largest_chunk() {
     assert_eq!(capacity(usize::MAX), TOTAL);
 }
 
+/// What validation found for the test rows' spec: 3 classes, plain numbers.
+fn facts() -> ModelFacts {
+    ModelFacts {
+        features: 2,
+        outputs: 3,
+        task: crate::nn::model::Task::Multiclass,
+        class_weights: None,
+        columns: Vec::new(),
+        class_names: None,
+    }
+}
+
 #[test]
 fn streamed_statistics_match_the_in_memory_adapt() {
     let parts = split(TOTAL, 0.2, 5);
@@ -166,10 +179,12 @@ fn streamed_statistics_match_the_in_memory_adapt() {
         &reader,
         &is_val,
         true,
+        None,
+        &facts(),
         LossKind::SparseCategoricalCrossentropy,
-        3,
     )
     .expect("valid rows")
+    .0
     .expect("adapted");
     let x = ndarray::Array2::from_shape_fn((TOTAL, 2), |(r, c)| match c {
         0 => r as f32,
@@ -206,8 +221,9 @@ fn a_failed_read_ends_the_pass_and_is_kept() {
         &reader,
         &is_val,
         false,
+        None,
+        &facts(),
         LossKind::SparseCategoricalCrossentropy,
-        3,
     );
     assert!(target.is_err());
 }
