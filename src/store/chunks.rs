@@ -57,9 +57,7 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
         values.clear();
         values.extend(chunk_codec::values(data));
-        if dataset.unlabelled_rows > 0 {
-            chunk_codec::keep_labelled(&mut values, width, dataset.features());
-        }
+        dataset.training_rows(&mut values);
         Ok(values)
     }
 }

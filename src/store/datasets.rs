@@ -110,6 +110,29 @@ impl Dataset {
             .collect()
     }
 
+    /// Stored rows (cells, features then targets) as training reads them: without the
+    /// rows whose target is missing, and with text labels as class indices in the sorted
+    /// order of the labels (the upload stored them in order of first appearance).
+    pub fn training_rows(&self, values: &mut Vec<f32>) {
+        let (features, width) = (self.features(), self.features() + self.targets());
+        if self.unlabelled_rows > 0 {
+            chunk_codec::keep_labelled(values, width, features);
+        }
+        let targets = self.column_reports.get(features..).unwrap_or_default();
+        for (j, report) in targets.iter().enumerate() {
+            if report.kind != ColumnType::Category {
+                continue;
+            }
+            let class_of_code = class_of_code(&report.levels);
+            for row in values.chunks_exact_mut(width) {
+                let code = row[features + j] as usize;
+                if let Some(&class) = class_of_code.get(code) {
+                    row[features + j] = class as f32;
+                }
+            }
+        }
+    }
+
     /// The name of a target column whose every value is a distinct text.
     pub fn identifier_target(&self) -> Option<&str> {
         let targets = self
@@ -122,13 +145,29 @@ impl Dataset {
             .map(|r| r.name.as_str())
     }
 
-    /// The labels of a single text target column, in class-index order.
+    /// The labels of a single text target column, in class-index order (sorted).
     pub fn class_names(&self) -> Option<Vec<String>> {
         match &self.column_reports[self.features().min(self.column_reports.len())..] {
-            [target] if target.kind == ColumnType::Category => Some(target.levels.clone()),
+            [target] if target.kind == ColumnType::Category => {
+                let mut labels = target.levels.clone();
+                labels.sort_unstable();
+                Some(labels)
+            }
             _ => None,
         }
     }
+}
+
+/// The class index of each label code: the label's rank in sorted order, so `no` is 0 and
+/// `yes` 1, as a user of a yes/no label expects the probability to be of `yes`.
+fn class_of_code(levels: &[String]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..levels.len()).collect();
+    order.sort_unstable_by(|&a, &b| levels[a].cmp(&levels[b]));
+    let mut class = vec![0; levels.len()];
+    for (rank, code) in order.into_iter().enumerate() {
+        class[code] = rank;
+    }
+    class
 }
 
 /// A table's shape, known once every row has been parsed (the rows went to the chunks).
@@ -350,7 +389,7 @@ impl Store {
                 .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
             values.clear();
             values.extend(chunk_codec::values(&data));
-            chunk_codec::keep_labelled(&mut values, width, features);
+            dataset.training_rows(&mut values);
             for row in values.chunks_exact(width) {
                 let (xs, ys) = row.split_at(features);
                 x.extend_from_slice(xs);

@@ -13,6 +13,10 @@ pub struct ModelSummary {
     /// them (a dataset with text or missing cells).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputSummary>,
+    /// The labels of a text target, in the order of the output probabilities (for one
+    /// sigmoid output: the probability is of the second).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_names: Option<Vec<String>>,
     pub layers: Vec<LayerSummary>,
     pub total_params: usize,
     pub trainable_params: usize,
@@ -86,6 +90,7 @@ impl Model {
         });
         ModelSummary {
             inputs,
+            class_names: self.class_names().map(<[String]>::to_vec),
             layers,
             total_params: trainable + frozen,
             trainable_params: trainable,
