@@ -10,7 +10,6 @@ use super::layout::Layout;
 use super::IngestError;
 use crate::parse::csv_number::{parse_general, parse_value};
 use crate::parse::decimal;
-use crate::store::ColumnType;
 
 /// The rows of one block in storage order (features, then targets) as cells, how many lines
 /// (`\n`-terminated, blank ones included) it spanned, the texts it interned and its
@@ -40,7 +39,7 @@ pub fn parse_field(
     column: usize,
     field: &[u8],
 ) -> Result<f32, FieldFault> {
-    if layout.rules.forced[column] == Some(ColumnType::Category) {
+    if layout.rules.is_category(column) {
         return text_cell(&layout.rules, levels, column, field, None);
     }
     match parse_value(field) {
@@ -108,7 +107,7 @@ fn parse_line(
     for column in 0..width {
         let rest = &line[pos..];
         let (value, len) = match rest {
-            _ if layout.rules.forced[column] == Some(ColumnType::Category) => {
+            _ if layout.rules.any_category && layout.rules.is_category(column) => {
                 let len = memchr(b',', rest).unwrap_or(rest.len());
                 (parse_field(layout, levels, column, &rest[..len]), len)
             }

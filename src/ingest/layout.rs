@@ -98,7 +98,7 @@ impl Layout {
             features,
             targets,
             slot,
-            rules: FieldRules { na_values, forced },
+            rules: FieldRules::new(na_values, forced),
         })
     }
 

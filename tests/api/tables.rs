@@ -142,7 +142,10 @@ async fn a_table_with_text_and_empty_cells_trains_and_predicts_from_raw_values()
     assert_eq!(response.status(), StatusCode::OK);
     let by_name: Value = response.json().await.unwrap();
     assert_eq!(model["summary"]["class_names"], json!(["no", "yes"]));
-    assert!(by_name["predictions"][0][0].as_f64().unwrap() > 0.9, "P(yes): {by_name}");
+    assert!(
+        by_name["predictions"][0][0].as_f64().unwrap() > 0.9,
+        "P(yes): {by_name}"
+    );
     assert_eq!(
         by_name["classes"],
         json!(["yes", "no", "yes", "no"]),
