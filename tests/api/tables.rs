@@ -183,6 +183,35 @@ async fn a_table_with_text_and_empty_cells_trains_and_predicts_from_raw_values()
         .await;
     }
 
+    // Evaluate takes the same raw table as CSV, in another column order, with its own
+    // vocabulary (levels appear in another order), and a row without a label.
+    let mut fresh = String::from("churn,tenure,region,plan,customer\n");
+    for line in churn_table(300, 99).lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        fresh.push_str(&format!("{},{},{},{},{}\n", f[4], f[2], f[3], f[1], f[0]));
+    }
+    fresh.push_str(",3,north,pro,x\n");
+    let response = app
+        .post_csv(&format!("/models/{model_id}/evaluate"), fresh)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let evaluation: Value = response.json().await.unwrap();
+    assert_eq!(evaluation["rows"], 300, "{evaluation}");
+    assert!(
+        evaluation["metrics"]["accuracy"].as_f64().unwrap() >= 0.97,
+        "{evaluation}"
+    );
+    assert_problem(
+        app.post_csv(
+            &format!("/models/{model_id}/evaluate"),
+            "customer,plan,tenure,region,churn\nc1,pro,3,north,maybe\n",
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["\"maybe\"", "no class"],
+    )
+    .await;
+
     // The encoding travels with the stored model.
     let app = app.restart(Options::default()).await;
     let again: Value = app

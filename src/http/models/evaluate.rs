@@ -12,8 +12,9 @@ use crate::http::error::{Error, Problem, Result};
 use crate::http::extract::{Body, Json, Path};
 use crate::http::{media_type, AppState};
 use crate::ingest::{self, CsvOptions, JsonTargets};
-use crate::nn::{Evaluation, Samples};
-use crate::store::chunk_codec;
+use crate::nn::cell::{self, Cell};
+use crate::nn::{Evaluation, Model, RawValue, Samples};
+use crate::store::{chunk_codec, ColumnReport};
 use crate::telemetry::spawn_blocking_in_span;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -78,7 +79,8 @@ async fn evaluate(
                 feature_order: Some(stored.feature_names.clone()),
                 ..CsvOptions::default()
             };
-            spawn_blocking_in_span(move || csv_matrix(&body, &options))
+            let model = served.model.clone();
+            spawn_blocking_in_span(move || csv_matrix(&body, &options, &model))
                 .await
                 .map_err(|e| Error::Internal(e.to_string()))??
         }
@@ -141,7 +143,11 @@ fn labelled_matrix(
     Ok((x, y))
 }
 
-fn csv_matrix(body: &[u8], options: &CsvOptions) -> Result<(Array2<f32>, Array2<f32>)> {
+fn csv_matrix(
+    body: &[u8],
+    options: &CsvOptions,
+    model: &Model,
+) -> Result<(Array2<f32>, Array2<f32>)> {
     let mut values = Vec::new();
     let parsed = ingest::parse_csv(body, options, |chunk| {
         values.extend(chunk_codec::values(&chunk.data));
@@ -149,8 +155,70 @@ fn csv_matrix(body: &[u8], options: &CsvOptions) -> Result<(Array2<f32>, Array2<
     })?;
     let width = parsed.feature_names.len() + parsed.target_names.len();
     let features = parsed.feature_names.len();
-    let matrix = Array2::from_shape_vec((parsed.rows, width), values).expect("whole rows");
+    if model.input_names().is_some() {
+        to_model_cells(&mut values, width, features, &parsed.column_reports, model)?;
+    }
+    let rows = values.len() / width;
+    let matrix = Array2::from_shape_vec((rows, width), values).expect("whole rows");
     let x = matrix.slice(ndarray::s![.., ..features]).to_owned();
     let y = matrix.slice(ndarray::s![.., features..]).to_owned();
     Ok((x, y))
+}
+
+/// The body's cells in the model's terms: a text cell's code indexes the body's own
+/// vocabulary, so it is looked up again by its text in the model's; text labels become the
+/// model's class indices, and rows without a label are left out, as in training.
+fn to_model_cells(
+    values: &mut Vec<f32>,
+    width: usize,
+    features: usize,
+    reports: &[ColumnReport],
+    model: &Model,
+) -> Result<()> {
+    let mut recode = Vec::with_capacity(features);
+    for (c, report) in reports[..features].iter().enumerate() {
+        let cells = report
+            .levels
+            .iter()
+            .map(|level| model.cell_of(c, RawValue::Text(level)))
+            .collect::<std::result::Result<Vec<f32>, String>>()
+            .map_err(Error::Unprocessable)?;
+        recode.push(cells);
+    }
+    let mut classes = Vec::new();
+    for report in &reports[features..] {
+        let names = model.class_names();
+        let of_level = report
+            .levels
+            .iter()
+            .map(
+                |label| match names.and_then(|n| n.iter().position(|c| c == label)) {
+                    Some(class) => Ok(class as f32),
+                    None => Err(Error::Unprocessable(format!(
+                        "target {:?}: the model has no class {label:?}; its classes are {:?}",
+                        report.name,
+                        names.unwrap_or_default()
+                    ))),
+                },
+            )
+            .collect::<Result<Vec<f32>>>()?;
+        classes.push(of_level);
+    }
+    for row in values.chunks_exact_mut(width) {
+        for (v, recode) in row[..features].iter_mut().zip(&recode) {
+            if let Cell::Level(code) = cell::decode(*v) {
+                *v = recode[code as usize];
+            }
+        }
+        for (v, classes) in row[features..].iter_mut().zip(&classes) {
+            if !classes.is_empty() && !v.is_nan() {
+                *v = classes[*v as usize];
+            }
+        }
+    }
+    chunk_codec::keep_labelled(values, width, features);
+    if values.is_empty() {
+        return Err(Error::Unprocessable("no row has a label".into()));
+    }
+    Ok(())
 }
