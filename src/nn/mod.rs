@@ -18,6 +18,12 @@
 //! - Layer types: `input` (optional first layer, checked against the dataset),
 //!   `normalization` (first layer only), `dense`, `dropout`; the last layer is dense.
 //!   Cross-entropies need the matching output activation (sigmoid / softmax).
+//! - Typed columns: when [`DataShape::columns`] is set, rows are [`cell`]s (numbers, level
+//!   codes, missing) and the network starts with an encoding fitted on the training rows
+//!   only (numbers standardised, with a missing indicator where the training rows had
+//!   missing values; categories one-hot over their 100 most frequent training levels, slot
+//!   0 for the rest and for levels first seen later; identifiers left out). It is stored
+//!   with the model; [`Model::cell_of`] turns a client's raw value into a cell.
 //! - `fit(.., validation: Some(v), ..)` validates on `v` and ignores `validation_split`. A
 //!   `val_*` monitor is accepted only with `validation_split > 0`.
 //! - [`EpochRecord::overfitting`]: with window `w` (early-stopping patience when set, else

@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, Lcg, Options};
+use crate::helpers::{assert_problem, spawn_app, spawn_with, Lcg, Options};
 
 const PLANS: [&str; 3] = ["basic", "pro", "gold"];
 
@@ -350,4 +350,44 @@ async fn rows_without_a_label_are_left_out_of_training() {
     assert_eq!(done["status"], "succeeded", "{done}");
     let metrics = app.get_json(&format!("/jobs/{id}/metrics")).await;
     assert!(metrics["epochs"][1]["loss"].as_f64().unwrap().is_finite());
+}
+
+/// The same table larger than the memory budget: streamed chunk by chunk, the encoding
+/// fitted on the training chunks as they pass, rows without a label skipped on reading.
+#[tokio::test]
+async fn a_table_streamed_from_the_database_is_encoded_as_in_memory() {
+    let app = spawn_with(Options {
+        workers: Some(1),
+        dataset_memory_bytes: Some(8 << 10),
+        ..Options::with(|c| c.dataset_chunk_bytes = 4 << 10)
+    })
+    .await;
+    let mut csv = churn_table(2000, 11);
+    csv.push_str("c99999,pro,3,north,\n");
+    let dataset = app.upload(csv, "?target=churn").await;
+    let job = app.submit(&spec(dataset["id"].as_str().unwrap())).await;
+    let job = app.wait_finished(&job).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["data_path"], "streamed", "{job}");
+    let metrics = app
+        .get_json(&format!("/jobs/{}/metrics", job["id"].as_str().unwrap()))
+        .await;
+    let last = metrics["epochs"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(last["val_accuracy"].as_f64().unwrap() >= 0.97, "{last}");
+    let model_id = job["model_id"].as_str().unwrap();
+    let model = app.get_json(&format!("/models/{model_id}")).await;
+    assert_eq!(model["summary"]["inputs"][1]["width"], 4, "{model}");
+    let body = json!({"instances": [{"plan": "pro", "tenure": 30}, {"plan": "gold", "tenure": 5}]});
+    let predicted: Value = app
+        .post_json(&format!("/models/{model_id}/predict"), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(predicted["classes"], json!(["yes", "no"]), "{predicted}");
 }
