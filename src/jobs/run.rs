@@ -13,11 +13,14 @@ use uuid::Uuid;
 use super::stream::StoredRows;
 use super::trial::Trial;
 use super::{dataset_bytes, Inner};
-use crate::nn::{EpochRecord, Model, ModelError, SpecError, TrainError, TrainingSpec};
+use crate::nn::{
+    self, EpochRecord, Model, ModelError, Samples, SpecError, TrainError, TrainingSpec, ValidSpec,
+};
 use crate::serving::ServedModel;
 use crate::store::{
     DataPath, Dataset, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult,
 };
+use crate::telemetry::spawn_blocking_in_span;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum JobError {
@@ -185,11 +188,17 @@ async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Resul
             .await?;
         tracing::info!(trial, batch_size, best_epoch = ?outcome.best_epoch, best_value = ?outcome.best_value, "trial finished");
     }
-    keep_best(inner, job, &dataset).await
+    keep_best(inner, job, &dataset, &spec, &rows).await
 }
 
 /// Stores the best trial's model and marks the job succeeded.
-async fn keep_best(inner: &Arc<Inner>, job: &Job, dataset: &Dataset) -> Result<Uuid, JobError> {
+async fn keep_best(
+    inner: &Arc<Inner>,
+    job: &Job,
+    dataset: &Dataset,
+    spec: &ValidSpec,
+    rows: &Rows,
+) -> Result<Uuid, JobError> {
     let store = &inner.store;
     let trials = store.trials(job.id).await?;
     let best = trials
@@ -216,6 +225,7 @@ async fn keep_best(inner: &Arc<Inner>, job: &Job, dataset: &Dataset) -> Result<U
     let best_record = best
         .best_epoch
         .and_then(|e| records.iter().find(|r| r.epoch == e));
+    let importance = importance(&model, dataset, spec, rows).await?;
     let stored = StoredModel {
         id: Uuid::new_v4(),
         job_id: job.id,
@@ -233,6 +243,7 @@ async fn keep_best(inner: &Arc<Inner>, job: &Job, dataset: &Dataset) -> Result<U
         best_epoch: best.best_epoch,
         final_metrics: to_json(last)?,
         best_metrics: best_record.map(to_json).transpose()?,
+        importance: Some(importance),
         created_at: Utc::now(),
     };
     let outcome = JobOutcome {
@@ -247,6 +258,64 @@ async fn keep_best(inner: &Arc<Inner>, job: &Job, dataset: &Dataset) -> Result<U
         .models
         .insert(stored.id, ServedModel::new(model, &stored));
     Ok(stored.id)
+}
+
+/// Input columns up to which importance is computed: each costs `IMPORTANCE_REPEATS`
+/// passes over the validation rows (an image's pixels, one column each, would cost more
+/// than its training).
+const IMPORTANCE_MAX_COLUMNS: usize = 64;
+const IMPORTANCE_REPEATS: usize = 5;
+/// Validation rows the importance passes read at most (the first ones of the split).
+const IMPORTANCE_MAX_ROWS: usize = 5_000;
+
+/// Permutation importance of the model's input columns on the validation split, or the
+/// reason it was not computed.
+async fn importance(
+    model: &Model,
+    dataset: &Dataset,
+    spec: &ValidSpec,
+    rows: &Rows,
+) -> Result<serde_json::Value, JobError> {
+    let reason = |why: &str| Ok(serde_json::json!({ "reason": why }));
+    let Rows::Memory(matrix) = rows else {
+        return reason("the dataset was streamed from the database: not computed");
+    };
+    if dataset.features() > IMPORTANCE_MAX_COLUMNS {
+        return reason(&format!(
+            "more than {IMPORTANCE_MAX_COLUMNS} input columns: not computed"
+        ));
+    }
+    let mut validation = nn::validation_rows(spec, matrix.x.nrows());
+    if validation.is_empty() {
+        return reason("no validation split (validation_split is 0): not computed");
+    }
+    validation.truncate(IMPORTANCE_MAX_ROWS);
+    let x = matrix.x.select(ndarray::Axis(0), &validation);
+    let y = matrix.y.select(ndarray::Axis(0), &validation);
+    let (model, names, seed) = (
+        model.clone(),
+        dataset.feature_names.clone(),
+        spec.spec().seed,
+    );
+    let columns = spawn_blocking_in_span(move || {
+        model.permutation_importance(
+            Samples::new(x.view(), y.view()),
+            &names,
+            IMPORTANCE_REPEATS,
+            seed,
+        )
+    })
+    .await
+    .map_err(|e| JobError::Panicked(e.to_string()))?;
+    // The model is trained and good: a failure here is reported, not the job's end.
+    match columns {
+        Ok(columns) => Ok(serde_json::json!({
+            "repeats": IMPORTANCE_REPEATS,
+            "rows": validation.len(),
+            "columns": columns,
+        })),
+        Err(err) => reason(&format!("not computed: {err}")),
+    }
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value, StoreError> {

@@ -26,6 +26,8 @@ pub struct StoredModel {
     pub final_metrics: Value,
     /// The best epoch's record.
     pub best_metrics: Option<Value>,
+    /// Permutation importance on the validation split, or why there is none.
+    pub importance: Option<Value>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -52,11 +54,12 @@ struct ModelRow {
     best_epoch: Option<i64>,
     final_metrics: String,
     best_metrics: Option<String>,
+    importance: Option<String>,
     created_at: DateTime<Utc>,
 }
 
 const COLUMNS: &str = "id, job_id, dataset_id, task, feature_names, target_names, spec, summary, \
-    batch_size, best_epoch, final_metrics, best_metrics, created_at";
+    batch_size, best_epoch, final_metrics, best_metrics, importance, created_at";
 
 impl TryFrom<ModelRow> for StoredModel {
     type Error = StoreError;
@@ -79,6 +82,11 @@ impl TryFrom<ModelRow> for StoredModel {
                 .as_deref()
                 .map(|text| from_json(text, "model best metrics"))
                 .transpose()?,
+            importance: row
+                .importance
+                .as_deref()
+                .map(|text| from_json(text, "model importance"))
+                .transpose()?,
             created_at: row.created_at,
         })
     }
@@ -94,7 +102,7 @@ impl Store {
     ) -> Result<StoredModel> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(&format!(
-            "INSERT INTO models ({COLUMNS}, weights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO models ({COLUMNS}, weights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(model.id.to_string())
         .bind(model.job_id.to_string())
@@ -108,6 +116,7 @@ impl Store {
         .bind(model.best_epoch.map(|v| v as i64))
         .bind(json(&model.final_metrics))
         .bind(model.best_metrics.as_ref().map(json))
+        .bind(model.importance.as_ref().map(json))
         .bind(model.created_at)
         .bind(weights)
         .execute(&mut *tx)

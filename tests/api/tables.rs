@@ -127,6 +127,32 @@ async fn a_table_with_text_and_empty_cells_trains_and_predicts_from_raw_values()
         "{model}"
     );
 
+    let importance = app
+        .get_json(&format!("/models/{model_id}/importance"))
+        .await;
+    let ranked: Vec<&str> = importance["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert_eq!(ranked.len(), 4, "{importance}");
+    assert_eq!(&ranked[..2], ["plan", "tenure"], "{importance}");
+    let of = |name: &str| {
+        importance["columns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["column"] == name)
+            .unwrap()["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(of("plan") > 0.1, "{importance}");
+    assert_eq!(of("customer"), 0.0, "an identifier is not an input");
+    assert!(of("region").abs() < 0.05, "{importance}");
+    assert_eq!(importance["repeats"], 5);
+
     let predict = |body: Value| {
         let app = &app;
         let url = format!("/models/{model_id}/predict");
@@ -382,6 +408,9 @@ async fn a_table_streamed_from_the_database_is_encoded_as_in_memory() {
     let model_id = job["model_id"].as_str().unwrap();
     let model = app.get_json(&format!("/models/{model_id}")).await;
     assert_eq!(model["summary"]["inputs"][1]["width"], 4, "{model}");
+    let importance = app.get_json(&format!("/models/{model_id}/importance")).await;
+    assert!(importance["reason"].as_str().unwrap().contains("streamed"), "{importance}");
+    assert_eq!(importance["columns"], json!([]));
     let body = json!({"instances": [{"plan": "pro", "tenure": 30}, {"plan": "gold", "tenure": 5}]});
     let predicted: Value = app
         .post_json(&format!("/models/{model_id}/predict"), &body)

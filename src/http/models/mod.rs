@@ -1,6 +1,7 @@
 //! `/models`: list, show and delete trained models.
 
 mod evaluate;
+mod importance;
 mod predict;
 
 use axum::extract::State;
@@ -27,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_model, delete_model))
         .merge(predict::router())
         .merge(evaluate::router())
+        .merge(importance::router())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -1,6 +1,7 @@
 //! A trained model: predict, classify, evaluate.
 
 pub(in crate::nn) mod few_rows;
+pub(in crate::nn) mod importance;
 pub(in crate::nn) mod network;
 pub(in crate::nn) mod scratch;
 pub(in crate::nn) mod summary;

@@ -14,6 +14,7 @@ pub(crate) enum Stream {
     Split = 2,
     Shuffle = 3,
     Dropout = 4,
+    Importance = 5,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -203,6 +203,14 @@ fn run(
     )
 }
 
+/// The rows `fit` holds out for validation from `rows` in-memory rows (sorted), by the
+/// spec's seed and `validation_split`.
+pub fn validation_rows(spec: &ValidSpec, rows: usize) -> Vec<usize> {
+    let mut rows = split(rows, spec.spec().validation_split, spec.spec().seed).validation;
+    rows.sort_unstable();
+    rows
+}
+
 /// Keras' split sizes with the seeded row choice (`fraction` 0 with separate validation
 /// data); an error when either side is empty.
 pub(crate) fn split_rows(
