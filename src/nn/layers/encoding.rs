@@ -68,6 +68,9 @@ struct Lookup {
     code_of_text: HashMap<String, u32>,
     slot_of_code: Vec<u32>,
     slot_of_text: HashMap<String, u32>,
+    /// The kept levels that are numbers, by the bits of their f32: a number cell's slot
+    /// without formatting it on every pass.
+    slot_of_number: HashMap<u32, u32>,
     missing: u32,
 }
 
@@ -102,6 +105,14 @@ impl Encoding {
                         .map(|level| slot_of_text.get(level).copied().unwrap_or(0))
                         .collect();
                     let missing = slot_of_text.get(EMPTY).copied().unwrap_or(0);
+                    let slot_of_number = kept
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, level)| {
+                            let v: f32 = level.parse().ok()?;
+                            (number_level(v) == *level).then_some((v.to_bits(), i as u32 + 1))
+                        })
+                        .collect();
                     let code_of_text = vocabulary
                         .iter()
                         .enumerate()
@@ -111,6 +122,7 @@ impl Encoding {
                         code_of_text,
                         slot_of_code,
                         slot_of_text,
+                        slot_of_number,
                         missing,
                     })
                 }
@@ -167,7 +179,7 @@ impl Encoding {
                     slots.fill(0.0);
                     let slot = match cell::decode(value) {
                         Cell::Level(code) => lookup.slot_of_code.get(code as usize).copied(),
-                        Cell::Number(v) => lookup.slot_of_text.get(&number_level(v)).copied(),
+                        Cell::Number(v) => lookup.slot_of_number.get(&v.to_bits()).copied(),
                         Cell::Missing => Some(lookup.missing),
                     };
                     slots[slot.unwrap_or(0) as usize] = 1.0;
@@ -486,6 +498,9 @@ mod tests {
         assert_eq!(kept.len(), MAX_TOKENS);
         assert_eq!((kept[0].as_str(), kept[1].as_str()), ("3", "l149"));
         assert_eq!(kept.last().map(String::as_str), Some("l51"));
+        let mut out = vec![f32::NAN; enc.width()];
+        enc.forward_row(&[3.0], &mut out);
+        assert_eq!((out[1], out.iter().sum::<f32>()), (1.0, 1.0), "3 is the top level");
         let cell_of = |text| enc.cell_of(0, RawValue::Text(text)).map(f32::to_bits);
         assert_eq!(cell_of("3"), Ok(3.0f32.to_bits()));
         assert_eq!(cell_of("l7"), Ok(cell::level(7).to_bits()));
