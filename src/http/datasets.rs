@@ -101,7 +101,7 @@ impl From<&ColumnReport> for ColumnView {
             max: r.max,
             mean: r.mean,
             std: r.std,
-            distinct: (!r.levels.is_empty()).then_some(r.levels.len()),
+            distinct: (r.distinct > 0).then_some(r.distinct),
             top,
         }
     }

@@ -298,6 +298,7 @@ impl Columns {
                      be all numbers or all text"
                 )));
             }
+            let distinct = levels.len();
             let numbers = s.numbers;
             let n = numbers as f64;
             let mean = (numbers > 0).then(|| s.sum / n);
@@ -310,6 +311,7 @@ impl Columns {
                 max: (numbers > 0).then_some(s.max),
                 mean,
                 std: mean.map(|m| (s.sum_sq / n - m * m).max(0.0).sqrt()),
+                distinct,
                 levels,
                 level_counts,
             });

@@ -43,13 +43,28 @@ pub struct ColumnReport {
     pub max: Option<f64>,
     pub mean: Option<f64>,
     pub std: Option<f64>,
+    /// Distinct text values.
+    #[serde(default)]
+    pub distinct: usize,
     /// The text levels in code order (the chunks' level cells index this list), each with
-    /// the number of cells holding it.
+    /// the number of cells holding it; an identifier keeps only its first few, as a sample.
     pub levels: Vec<String>,
     pub level_counts: Vec<u64>,
 }
 
+/// The values of an identifier column a stored report keeps, as a sample.
+const IDENTIFIER_SAMPLE: usize = 10;
+
 impl ColumnReport {
+    /// Drops what a stored dataset never reads: an identifier's codes index nothing
+    /// training uses, and its million names would weigh on every read of the dataset.
+    fn compact(&mut self) {
+        if self.kind == ColumnType::Identifier {
+            self.levels.truncate(IDENTIFIER_SAMPLE);
+            self.level_counts.truncate(IDENTIFIER_SAMPLE);
+        }
+    }
+
     pub fn is_typed(&self) -> bool {
         self.kind != ColumnType::Number || self.missing > 0
     }
@@ -263,7 +278,11 @@ impl DatasetWriter {
             target_names: meta.table.target_names,
             target_stats: meta.table.target_stats,
             chunk_rows: meta.table.chunk_rows,
-            column_reports: meta.table.column_reports,
+            column_reports: {
+                let mut reports = meta.table.column_reports;
+                reports.iter_mut().for_each(ColumnReport::compact);
+                reports
+            },
             unlabelled_rows: meta.table.unlabelled_rows,
             created_at: Utc::now(),
         };

@@ -67,6 +67,7 @@ async fn a_table_with_text_and_empty_cells_trains_and_predicts_from_raw_values()
     let dataset = app.upload(churn_table(1000, 7), "?target=churn").await;
     let id = dataset["id"].as_str().unwrap().to_owned();
     assert_eq!(column(&dataset, "customer")["type"], "identifier");
+    assert_eq!(column(&dataset, "customer")["distinct"], 1000);
     let plan = column(&dataset, "plan");
     assert_eq!(
         (&plan["type"], &plan["distinct"]),
@@ -408,8 +409,13 @@ async fn a_table_streamed_from_the_database_is_encoded_as_in_memory() {
     let model_id = job["model_id"].as_str().unwrap();
     let model = app.get_json(&format!("/models/{model_id}")).await;
     assert_eq!(model["summary"]["inputs"][1]["width"], 4, "{model}");
-    let importance = app.get_json(&format!("/models/{model_id}/importance")).await;
-    assert!(importance["reason"].as_str().unwrap().contains("streamed"), "{importance}");
+    let importance = app
+        .get_json(&format!("/models/{model_id}/importance"))
+        .await;
+    assert!(
+        importance["reason"].as_str().unwrap().contains("streamed"),
+        "{importance}"
+    );
     assert_eq!(importance["columns"], json!([]));
     let body = json!({"instances": [{"plan": "pro", "tenure": 30}, {"plan": "gold", "tenure": 5}]});
     let predicted: Value = app

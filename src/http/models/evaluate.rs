@@ -207,7 +207,7 @@ fn to_model_cells(
     for row in values.chunks_exact_mut(width) {
         for (v, recode) in row[..features].iter_mut().zip(&recode) {
             if let Cell::Level(code) = cell::decode(*v) {
-                *v = recode[code as usize];
+                *v = recode.get(code as usize).copied().unwrap_or(cell::UNSEEN);
             }
         }
         for (v, classes) in row[features..].iter_mut().zip(&classes) {

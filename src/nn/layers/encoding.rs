@@ -500,7 +500,11 @@ mod tests {
         assert_eq!(kept.last().map(String::as_str), Some("l51"));
         let mut out = vec![f32::NAN; enc.width()];
         enc.forward_row(&[3.0], &mut out);
-        assert_eq!((out[1], out.iter().sum::<f32>()), (1.0, 1.0), "3 is the top level");
+        assert_eq!(
+            (out[1], out.iter().sum::<f32>()),
+            (1.0, 1.0),
+            "3 is the top level"
+        );
         let cell_of = |text| enc.cell_of(0, RawValue::Text(text)).map(f32::to_bits);
         assert_eq!(cell_of("3"), Ok(3.0f32.to_bits()));
         assert_eq!(cell_of("l7"), Ok(cell::level(7).to_bits()));
