@@ -13,7 +13,7 @@ use crate::store::chunk_codec::cell::{self, Cell, MAX_LEVELS};
 use crate::store::{ColumnReport, ColumnType};
 
 /// pandas' and R's missing markers (an empty field is the first).
-pub const DEFAULT_NA: [&str; 7] = ["", "NA", "N/A", "NaN", "nan", "null", "None"];
+pub use crate::store::chunk_codec::cell::MISSING_MARKERS as DEFAULT_NA;
 
 /// What an upload's options say about fields: the missing markers, and the columns whose
 /// type is fixed (`?types=`).

@@ -187,6 +187,17 @@ async fn a_table_with_text_and_empty_cells_trains_and_predicts_from_raw_values()
     let by_position: Value = predict(arrays).await.json().await.unwrap();
     assert_eq!(by_position, by_name, "objects and arrays are the same rows");
 
+    // A missing marker sent as text is a missing value, as the upload read it.
+    let marker: Value = predict(json!({"instances": [{"plan": "gold", "tenure": "NA"}]}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        marker["predictions"][0], by_name["predictions"][2],
+        "{marker}"
+    );
+
     for (body, needles) in [
         (
             json!({"instances": [{"plan": "pro", "colour": "red"}]}),

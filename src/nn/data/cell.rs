@@ -13,6 +13,10 @@ const PAYLOAD: u32 = 0x003F_FFFF;
 /// Levels a column can have: the payloads that are not missing.
 pub const MAX_LEVELS: u32 = PAYLOAD - 1;
 
+/// The texts that mean a missing value unless an upload says otherwise: pandas' and R's
+/// markers, an empty field first.
+pub const MISSING_MARKERS: [&str; 7] = ["", "NA", "N/A", "NaN", "nan", "null", "None"];
+
 /// A missing value.
 pub const MISSING: f32 = f32::from_bits(QUIET_NAN);
 

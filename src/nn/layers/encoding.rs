@@ -204,8 +204,9 @@ impl Encoding {
             (_, RawValue::Missing) | (How::Skip, _) => Ok(cell::MISSING),
             (How::Standardize { .. }, RawValue::Number(v)) => finite(v, &column.name),
             (How::Standardize { .. }, RawValue::Text(t)) => match t.trim().parse::<f64>() {
-                Ok(v) => finite(v, &column.name),
-                Err(_) => Err(format!(
+                Ok(v) if !v.is_nan() => finite(v, &column.name),
+                _ if is_marker(t) => Ok(cell::MISSING),
+                _ => Err(format!(
                     "column {:?} holds numbers, got the text {t:?}",
                     column.name
                 )),
@@ -218,6 +219,7 @@ impl Encoding {
                     Some(&code) => cell::level(code),
                     None => match t.trim().parse::<f32>() {
                         Ok(v) if v.is_finite() => v,
+                        _ if is_marker(t) => cell::MISSING,
                         _ => cell::UNSEEN,
                     },
                 })
@@ -225,6 +227,11 @@ impl Encoding {
             (How::OneHot { .. }, RawValue::Number(v)) => finite(v, &column.name),
         }
     }
+}
+
+/// A missing-value marker sent as text (`"NA"`), as the upload read it by default.
+fn is_marker(text: &str) -> bool {
+    cell::MISSING_MARKERS.contains(&text.trim())
 }
 
 fn finite(v: f64, name: &str) -> Result<f32, String> {
@@ -509,5 +516,6 @@ mod tests {
         assert_eq!(cell_of("3"), Ok(3.0f32.to_bits()));
         assert_eq!(cell_of("l7"), Ok(cell::level(7).to_bits()));
         assert_eq!(cell_of("new"), Ok(cell::UNSEEN.to_bits()));
+        assert_eq!(cell_of("NA"), Ok(cell::MISSING.to_bits()));
     }
 }
