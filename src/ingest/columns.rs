@@ -4,7 +4,7 @@
 //! codes to the upload's in block order, so codes are the order in which levels first
 //! appear in the file.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::layout::Layout;
 use super::IngestError;
@@ -19,7 +19,8 @@ pub use crate::store::chunk_codec::cell::MISSING_MARKERS as DEFAULT_NA;
 /// type is fixed (`?types=`).
 #[derive(Debug, Clone)]
 pub struct FieldRules {
-    pub na_values: Vec<Vec<u8>>,
+    /// A set: a client may send thousands, each looked up for every text field.
+    pub na_values: HashSet<Vec<u8>>,
     /// Per CSV column.
     pub forced: Vec<Option<ColumnType>>,
     /// Whether any column is typed `category`, which the fast path asks once per line
@@ -28,7 +29,7 @@ pub struct FieldRules {
 }
 
 impl FieldRules {
-    pub fn new(na_values: Vec<Vec<u8>>, forced: Vec<Option<ColumnType>>) -> FieldRules {
+    pub fn new(na_values: HashSet<Vec<u8>>, forced: Vec<Option<ColumnType>>) -> FieldRules {
         let any_category = forced.contains(&Some(ColumnType::Category));
         FieldRules {
             na_values,
@@ -42,7 +43,7 @@ impl FieldRules {
     }
 
     fn is_na(&self, field: &[u8]) -> bool {
-        self.na_values.iter().any(|na| na == field)
+        self.na_values.contains(field)
     }
 }
 

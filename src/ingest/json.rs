@@ -30,6 +30,8 @@ pub enum JsonTargets {
     Rows(Vec<Vec<f32>>),
 }
 
+const STATS_BLOCK_ROWS: usize = 4096;
+
 /// Checks a JSON dataset and hands its rows to `emit` in chunks.
 pub fn parse_json(
     body: &JsonDataset,
@@ -73,6 +75,8 @@ pub fn parse_json(
 
     let mut chunker = Chunker::new(features, targets, chunk_bytes, emit);
     let mut summary = Columns::new(features + targets);
+    // Rows summarised together, so the statistics pass vectorises over a block.
+    let mut block = Vec::with_capacity(STATS_BLOCK_ROWS * (features + targets));
     let mut row = Vec::with_capacity(features + targets);
     for (i, x) in body.features.iter().enumerate() {
         if x.len() != features {
@@ -103,9 +107,14 @@ pub fn parse_json(
                 "{field}[{i}][{index}] is outside the f32 range"
             )));
         }
-        summary.add_stats(&SlotStats::of_rows(&row, row.len()));
+        block.extend_from_slice(&row);
+        if block.len() >= STATS_BLOCK_ROWS * row.len() {
+            summary.add_stats(&SlotStats::of_rows(&block, row.len()));
+            block.clear();
+        }
         chunker.push_rows(&row)?;
     }
+    summary.add_stats(&SlotStats::of_rows(&block, features + targets));
     let chunk_rows = chunker.chunk_rows();
     let (rows, unlabelled_rows, target_stats) = chunker.finish()?;
     let column_reports = summary.finish(columns.clone(), features)?;

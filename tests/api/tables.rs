@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_with, Lcg, Options};
+use crate::helpers::{assert_problem, spawn_app, spawn_with, Lcg, Options, TestApp};
 
 const PLANS: [&str; 3] = ["basic", "pro", "gold"];
 
@@ -52,6 +52,19 @@ fn spec(dataset_id: &str) -> Value {
     })
 }
 
+/// The finished job, after checking it succeeded and that its last epoch's validation
+/// accuracy is what the table's rule allows.
+async fn succeeded_with_accuracy(app: &TestApp, job: &str) -> Value {
+    let job = app.wait_finished(job).await;
+    assert_eq!(job["status"], "succeeded", "{job}");
+    let metrics = app
+        .get_json(&format!("/jobs/{}/metrics", job["id"].as_str().unwrap()))
+        .await;
+    let last = &metrics["epochs"].as_array().unwrap().last().unwrap();
+    assert!(last["val_accuracy"].as_f64().unwrap() >= 0.97, "{last}");
+    job
+}
+
 fn column<'v>(dataset: &'v Value, name: &str) -> &'v Value {
     dataset["column_report"]
         .as_array()
@@ -92,18 +105,7 @@ async fn a_table_with_text_and_empty_cells_trains_and_predicts_from_raw_values()
     );
 
     let job = app.submit(&spec(&id)).await;
-    let job = app.wait_finished(&job).await;
-    assert_eq!(job["status"], "succeeded", "{job}");
-    let metrics = app
-        .get_json(&format!("/jobs/{}/metrics", job["id"].as_str().unwrap()))
-        .await;
-    let last = metrics["epochs"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert!(last["val_accuracy"].as_f64().unwrap() >= 0.97, "{last}");
+    let job = succeeded_with_accuracy(&app, &job).await;
     let model_id = job["model_id"].as_str().unwrap().to_owned();
     let model = app.get_json(&format!("/models/{model_id}")).await;
     let inputs = model["summary"]["inputs"].as_array().unwrap();
@@ -404,19 +406,8 @@ async fn a_table_streamed_from_the_database_is_encoded_as_in_memory() {
     csv.push_str("c99999,pro,3,north,\n");
     let dataset = app.upload(csv, "?target=churn").await;
     let job = app.submit(&spec(dataset["id"].as_str().unwrap())).await;
-    let job = app.wait_finished(&job).await;
-    assert_eq!(job["status"], "succeeded", "{job}");
+    let job = succeeded_with_accuracy(&app, &job).await;
     assert_eq!(job["data_path"], "streamed", "{job}");
-    let metrics = app
-        .get_json(&format!("/jobs/{}/metrics", job["id"].as_str().unwrap()))
-        .await;
-    let last = metrics["epochs"]
-        .as_array()
-        .unwrap()
-        .last()
-        .unwrap()
-        .clone();
-    assert!(last["val_accuracy"].as_f64().unwrap() >= 0.97, "{last}");
     let model_id = job["model_id"].as_str().unwrap();
     let model = app.get_json(&format!("/models/{model_id}")).await;
     assert_eq!(model["summary"]["inputs"][1]["width"], 4, "{model}");
