@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::nn::{human, training_memory, DataShape, MemoryEstimate, ValidSpec};
 use crate::serving::ModelCache;
-use crate::store::{Dataset, Job, JobStatus, NewJob, Store, StoreError, MAX_CRASHES};
+use crate::store::{Dataset, Job, JobRows, JobStatus, NewJob, Store, StoreError, MAX_CRASHES};
 
 /// How much the scheduler runs and admits.
 #[derive(Debug, Clone)]
@@ -198,6 +198,14 @@ impl Scheduler {
                 monitor: monitor.to_owned(),
                 mode,
                 estimated_peak_bytes: estimate.bytes,
+                rows: {
+                    let (training, validation) = spec.split_sizes();
+                    JobRows {
+                        training,
+                        validation,
+                        unlabelled: dataset.unlabelled_rows,
+                    }
+                },
             })
             .await?;
         tracing::info!(job = %job.id, dataset = %dataset.id, status = "queued", estimated_peak_bytes = estimate.bytes, "job queued");

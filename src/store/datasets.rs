@@ -25,7 +25,8 @@ pub enum ColumnType {
     Number,
     /// Text levels (numbers among them are levels too).
     Category,
-    /// Every value a distinct text: an id or a name, left out of training.
+    /// Every value a distinct text: an id or a name, left out of training unless a job
+    /// names it.
     Identifier,
 }
 
@@ -47,26 +48,26 @@ pub struct ColumnReport {
     #[serde(default)]
     pub distinct: usize,
     /// The text levels in code order (the chunks' level cells index this list), each with
-    /// the number of cells holding it; an identifier keeps only its first few, as a sample.
+    /// the number of cells holding it; an identifier with more than [`IDENTIFIER_KEPT`]
+    /// keeps only its first few, as a sample.
     pub levels: Vec<String>,
     pub level_counts: Vec<u64>,
 }
 
 /// The values of an identifier column a stored report keeps, as a sample.
 const IDENTIFIER_SAMPLE: usize = 10;
+/// Identifiers with at most this many values keep them all, so a job can still train on
+/// one (a high-cardinality category in a small table looks like an identifier).
+const IDENTIFIER_KEPT: usize = 10_000;
 
 impl ColumnReport {
-    /// Drops what a stored dataset never reads: an identifier's codes index nothing
-    /// training uses, and its million names would weigh on every read of the dataset.
+    /// Drops what a stored dataset never reads: a large identifier's million names would
+    /// weigh on every read of the dataset, and a job can hardly learn from them.
     fn compact(&mut self) {
-        if self.kind == ColumnType::Identifier {
+        if self.kind == ColumnType::Identifier && self.levels.len() > IDENTIFIER_KEPT {
             self.levels.truncate(IDENTIFIER_SAMPLE);
             self.level_counts.truncate(IDENTIFIER_SAMPLE);
         }
-    }
-
-    pub fn is_typed(&self) -> bool {
-        self.kind != ColumnType::Number || self.missing > 0
     }
 }
 
@@ -107,9 +108,6 @@ impl Dataset {
     /// column (else the engine takes the numbers as they are).
     pub fn feature_columns(&self) -> Vec<Column> {
         let features = &self.column_reports[..self.features().min(self.column_reports.len())];
-        if !features.iter().any(ColumnReport::is_typed) {
-            return Vec::new();
-        }
         features
             .iter()
             .map(|r| Column {
@@ -119,8 +117,15 @@ impl Dataset {
                     ColumnType::Category => ColumnKind::Category {
                         levels: r.levels.clone(),
                     },
-                    ColumnType::Identifier => ColumnKind::Identifier,
+                    ColumnType::Identifier => ColumnKind::Identifier {
+                        levels: if r.levels.len() == r.distinct {
+                            r.levels.clone()
+                        } else {
+                            Vec::new()
+                        },
+                    },
                 },
+                has_missing: r.missing > 0,
             })
             .collect()
     }

@@ -79,6 +79,17 @@ pub struct Job {
     pub data_path: Option<DataPath>,
     /// The admission estimate of the peak memory, in bytes.
     pub estimated_peak_bytes: Option<u64>,
+    /// `None` for jobs queued before rows were counted.
+    pub rows: Option<JobRows>,
+}
+
+/// How a job uses its dataset's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JobRows {
+    pub training: usize,
+    pub validation: usize,
+    /// Rows of the dataset whose target is missing: left out of training.
+    pub unlabelled: usize,
 }
 
 /// Where a running job's rows come from.
@@ -131,12 +142,16 @@ struct JobRow {
     finished_at: Option<DateTime<Utc>>,
     data_path: Option<String>,
     estimated_peak_bytes: Option<i64>,
+    training_rows: Option<i64>,
+    validation_rows: Option<i64>,
+    unlabelled_rows: Option<i64>,
 }
 
 const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
     monitor, monitor_mode, \
     best_trial, best_epoch, best_value, stopped_early, overfitting_epoch, error, model_id, \
-    created_at, started_at, finished_at, data_path, estimated_peak_bytes";
+    created_at, started_at, finished_at, data_path, estimated_peak_bytes, \
+    training_rows, validation_rows, unlabelled_rows";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -166,6 +181,14 @@ impl TryFrom<JobRow> for Job {
             finished_at: row.finished_at,
             data_path: row.data_path.as_deref().map(DataPath::parse).transpose()?,
             estimated_peak_bytes: row.estimated_peak_bytes.map(|b| b as u64),
+            rows: match (row.training_rows, row.validation_rows, row.unlabelled_rows) {
+                (Some(training), Some(validation), Some(unlabelled)) => Some(JobRows {
+                    training: training as usize,
+                    validation: validation as usize,
+                    unlabelled: unlabelled as usize,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -189,6 +212,7 @@ pub struct NewJob {
     pub monitor: String,
     pub mode: Mode,
     pub estimated_peak_bytes: u64,
+    pub rows: JobRows,
 }
 
 impl Store {
@@ -197,8 +221,9 @@ impl Store {
     pub async fn insert_job(&self, new: NewJob) -> Result<Job> {
         let row = sqlx::query_as::<_, JobRow>(&format!(
             "INSERT INTO jobs (id, dataset_id, spec, status, batch_sizes, epochs, monitor, \
-             monitor_mode, created_at, estimated_peak_bytes) \
-             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9 \
+             monitor_mode, created_at, estimated_peak_bytes, training_rows, validation_rows, \
+             unlabelled_rows) \
+             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 \
              WHERE EXISTS (SELECT 1 FROM datasets WHERE id = ?2) \
              RETURNING {COLUMNS}"
         ))
@@ -211,6 +236,9 @@ impl Store {
         .bind(new.mode.name())
         .bind(Utc::now())
         .bind(i64::try_from(new.estimated_peak_bytes).unwrap_or(i64::MAX))
+        .bind(new.rows.training as i64)
+        .bind(new.rows.validation as i64)
+        .bind(new.rows.unlabelled as i64)
         .fetch_optional(&self.pool)
         .await?;
         row.ok_or(StoreError::NotFound {

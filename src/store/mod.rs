@@ -20,7 +20,7 @@ use uuid::Uuid;
 pub use datasets::{
     ColumnReport, ColumnType, Dataset, DatasetWriter, NewDataset, Table, TargetStats,
 };
-pub use jobs::{DataPath, Job, JobStatus, NewJob, Requeued, MAX_CRASHES};
+pub use jobs::{DataPath, Job, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
 pub use models::{JobOutcome, StoredModel};
 pub use training::{Checkpoint, EpochRow, TrialResult};
 

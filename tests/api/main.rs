@@ -4,6 +4,7 @@
 mod concurrency;
 mod crashes;
 mod datasets;
+mod features;
 mod health;
 mod helpers;
 mod jobs;

@@ -20,7 +20,7 @@ use crate::http::page::{Page, PageQuery};
 use crate::http::AppState;
 use crate::jobs::{self, Cancellation};
 use crate::nn::TrainingSpec;
-use crate::store::{DataPath, Job, JobStatus, StoreError};
+use crate::store::{DataPath, Job, JobRows, JobStatus, StoreError};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -93,6 +93,9 @@ pub struct JobView {
     /// The estimate of the job's peak memory it was admitted with, in bytes (null for
     /// jobs queued before estimates existed).
     pub estimated_peak_bytes: Option<u64>,
+    /// The rows it trains and validates on, and the dataset's rows it leaves out because
+    /// their target is missing; null for jobs queued before rows were counted.
+    pub rows: Option<JobRows>,
     /// The spec with every default filled in.
     #[schema(value_type = TrainingSpec)]
     pub spec: Value,
@@ -121,6 +124,7 @@ impl From<Job> for JobView {
             finished_at: job.finished_at,
             data_path: job.data_path,
             estimated_peak_bytes: job.estimated_peak_bytes,
+            rows: job.rows,
             spec: job.spec,
         }
     }

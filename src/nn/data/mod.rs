@@ -42,8 +42,9 @@ pub struct DataShape {
     pub target_min: Vec<f64>,
     pub target_max: Vec<f64>,
     pub target_integral: Vec<bool>,
-    /// One per feature column when the features are not all complete numbers: the engine
-    /// then encodes rows of cells (`cell`) before the first layer. Empty: plain numbers.
+    /// One per feature column, as typed at upload (empty for rows without column names).
+    /// When some column is not complete numbers, or the job configures its columns, rows
+    /// are cells (`cell`) and the engine encodes them before the first layer.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<Column>,
     /// The labels of a text target column, in the order of its class indices.
@@ -56,6 +57,17 @@ pub struct DataShape {
 pub struct Column {
     pub name: String,
     pub kind: ColumnKind,
+    /// Whether some stored cell of it is missing.
+    #[serde(default)]
+    pub has_missing: bool,
+}
+
+impl Column {
+    /// Whether its cells need the model's encoding even without a job asking for one:
+    /// anything but complete numbers.
+    pub(crate) fn is_typed(&self) -> bool {
+        self.kind != ColumnKind::Number || self.has_missing
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
@@ -66,8 +78,12 @@ pub enum ColumnKind {
     /// Text levels stored as codes into `levels`; the column's cells may also hold numbers,
     /// which are levels by their value (a `"3+"` among counts).
     Category { levels: Vec<String> },
-    /// Every value a distinct text (an id, a name): left out of training.
-    Identifier,
+    /// Every value a distinct text (an id, a name): left out of training unless a job
+    /// names it. `levels` is empty when there were too many for the upload to keep.
+    Identifier {
+        #[serde(default)]
+        levels: Vec<String>,
+    },
 }
 
 impl DataShape {

@@ -23,7 +23,8 @@ pub struct Importance {
 
 impl Model {
     /// The importance of each input column on `samples` (held-out rows), `repeats`
-    /// seeded shuffles each, largest first. `names` are the columns' names in input order.
+    /// seeded shuffles each, largest first. `names` are the columns' names in input order;
+    /// columns the model leaves out (identifiers, excluded ones) are not listed.
     pub fn permutation_importance(
         &self,
         samples: Samples<'_>,
@@ -38,6 +39,9 @@ impl Model {
         let rows = x.nrows();
         let mut out = Vec::with_capacity(names.len());
         for (j, name) in names.iter().enumerate().take(x.ncols()) {
+            if !self.reads_input(j) {
+                continue;
+            }
             let original = x.column(j).to_owned();
             let mut rises = Vec::with_capacity(repeats);
             for _ in 0..repeats {

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::nn::data::batch::{Batch, BatchSource, InMemory};
 use crate::nn::data::{check_targets, first_non_finite, Samples};
 use crate::nn::error::ModelError;
-use crate::nn::layers::encoding::RawValue;
+use crate::nn::layers::encoding::{How, RawValue};
 use crate::nn::layers::{Encoding, Layer};
 use crate::nn::memory::{predict_memory, MemoryEstimate};
 use crate::nn::model::network::{Network, Workspace};
@@ -115,6 +115,12 @@ impl Model {
                 _ => Err("this model takes numbers only".to_owned()),
             },
         }
+    }
+
+    /// Whether input column `column` reaches the network (an encoding may leave it out).
+    pub fn reads_input(&self, column: usize) -> bool {
+        self.encoding()
+            .is_none_or(|e| e.columns.get(column).is_some_and(|c| c.how != How::Skip))
     }
 
     /// The labels of a text target, in the order of the probabilities.

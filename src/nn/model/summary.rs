@@ -25,14 +25,20 @@ pub struct ModelSummary {
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
 pub struct InputSummary {
+    /// The column, or for a cross its columns joined by `_X_` (as Keras names it).
     pub column: String,
-    /// `standardize` (with `missing_indicator`), `one_hot` or `skip` (an identifier).
+    /// `standardize`, `rescale`, `discretize`, `one_hot`, `hashed`, `cross` or `skip` (an
+    /// identifier or an excluded column).
     pub encoding: String,
     /// Input values it becomes.
     pub width: usize,
-    /// One-hot: the levels kept, after slot 0 for the out-of-vocabulary ones.
+    /// One-hot: the levels kept, after the out-of-vocabulary slots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub levels: Option<Vec<String>>,
+    /// Discretize: the bin boundaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bin_boundaries: Option<Vec<f32>>,
+    /// The last input is 1 for a missing cell.
     #[serde(default)]
     pub missing_indicator: bool,
 }
@@ -70,23 +76,44 @@ impl Model {
             });
         }
         let inputs = self.encoding().map_or_else(Vec::new, |e| {
-            e.columns
-                .iter()
-                .map(|c| {
-                    let (encoding, levels, indicator) = match &c.how {
-                        How::Skip => ("skip", None, false),
-                        How::Standardize { indicator, .. } => ("standardize", None, *indicator),
-                        How::OneHot { kept, .. } => ("one_hot", Some(kept.clone()), false),
-                    };
-                    InputSummary {
-                        column: c.name.clone(),
-                        encoding: encoding.to_owned(),
-                        width: c.how.width(),
-                        levels,
-                        missing_indicator: indicator,
-                    }
-                })
-                .collect()
+            let columns = e.columns.iter().map(|c| {
+                let (encoding, indicator) = match &c.how {
+                    How::Skip => ("skip", false),
+                    How::Standardize { indicator, .. } => ("standardize", *indicator),
+                    How::Rescale { indicator, .. } => ("rescale", *indicator),
+                    How::Discretize { indicator, .. } => ("discretize", *indicator),
+                    How::OneHot { indicator, .. } => ("one_hot", *indicator),
+                    How::Hashed { indicator, .. } => ("hashed", *indicator),
+                };
+                InputSummary {
+                    column: c.name.clone(),
+                    encoding: encoding.to_owned(),
+                    width: c.how.width(),
+                    levels: match &c.how {
+                        How::OneHot { kept, .. } => Some(kept.clone()),
+                        _ => None,
+                    },
+                    bin_boundaries: match &c.how {
+                        How::Discretize { boundaries, .. } => Some(boundaries.clone()),
+                        _ => None,
+                    },
+                    missing_indicator: indicator,
+                }
+            });
+            let crosses = e.crosses.iter().map(|cross| InputSummary {
+                column: cross
+                    .columns
+                    .iter()
+                    .map(|&i| e.columns[i].name.as_str())
+                    .collect::<Vec<_>>()
+                    .join("_X_"),
+                encoding: "cross".to_owned(),
+                width: cross.crossing_dim,
+                levels: None,
+                bin_boundaries: None,
+                missing_indicator: false,
+            });
+            columns.chain(crosses).collect()
         });
         ModelSummary {
             inputs,

@@ -130,7 +130,8 @@ impl Model {
         if let Some(json) = meta.get("encoding") {
             let encoding = serde_json::from_str::<Encoding>(json)
                 .map_err(|e| format!("encoding in the metadata: {e}"))?
-                .restored();
+                .restored()
+                .ok_or("the encoding's crosses name columns that are not categorical")?;
             if encoding.input_width() != features {
                 return Err(format!(
                     "the encoding reads {} columns, the model {features}",

@@ -15,6 +15,7 @@ pub(crate) enum Stream {
     Shuffle = 3,
     Dropout = 4,
     Importance = 5,
+    Sample = 6,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

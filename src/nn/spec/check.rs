@@ -75,14 +75,15 @@ impl ValidSpec {
     /// The accumulator of the encoding to fit, when the dataset's columns need one.
     pub(crate) fn encoding_fit(&self) -> Option<EncodingFit> {
         let f = &self.facts;
-        (!f.columns.is_empty()).then(|| EncodingFit::new(&f.columns, f.class_names.clone()))
+        (!f.columns.is_empty())
+            .then(|| EncodingFit::new(&f.columns, &f.plans, &f.crosses, f.class_names.clone()))
     }
 
     /// The first layer's input width at most: the features, or their widest encoding.
     pub(crate) fn input_width_bound(&self) -> usize {
         match self.facts.columns.as_slice() {
             [] => self.facts.features,
-            columns => width_bound(columns),
+            _ => width_bound(&self.facts.plans, &self.facts.crosses),
         }
     }
 

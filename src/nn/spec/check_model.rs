@@ -2,6 +2,7 @@
 
 use crate::nn::data::{Column, DataShape};
 use crate::nn::error::SpecError;
+use crate::nn::layers::encoding::spec::{plan, CrossPlan, Plan};
 use crate::nn::layers::Place;
 use crate::nn::model::Task;
 use crate::nn::spec::check::loss_name;
@@ -15,8 +16,11 @@ pub(crate) struct ModelFacts {
     pub task: Task,
     /// Weight per class index (missing classes weigh 1, as in Keras).
     pub class_weights: Option<Vec<f32>>,
-    /// The typed feature columns to encode (empty: plain numbers, no encoding).
+    /// The feature columns to encode (empty: plain numbers, no encoding), with one plan
+    /// each, and the crosses.
     pub columns: Vec<Column>,
+    pub plans: Vec<Plan>,
+    pub crosses: Vec<CrossPlan>,
     pub class_names: Option<Vec<String>>,
 }
 
@@ -38,6 +42,20 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
             ),
         ));
     }
+    let options = spec.column_options();
+    let encoded = shape.columns.iter().any(Column::is_typed) || !options.is_empty();
+    if encoded && shape.columns.is_empty() {
+        return Err(SpecError::incompatible(
+            "features",
+            "this dataset has no column names or types (it was stored before columns were \
+             typed): upload it again to configure its columns",
+        ));
+    }
+    let (plans, crosses) = if encoded {
+        plan(&shape.columns, &options)?
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let described = [
         shape.target_min.len(),
         shape.target_max.len(),
@@ -65,7 +83,7 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
         if matches!(layer, LayerSpec::Dense(_)) {
             last_dense = Some(i);
         }
-        if matches!(layer, LayerSpec::Normalization(_)) && !shape.columns.is_empty() {
+        if matches!(layer, LayerSpec::Normalization(_)) && encoded {
             return Err(SpecError::incompatible(
                 at,
                 "this dataset's columns are encoded before the first layer, its numbers \
@@ -97,7 +115,13 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
         outputs: out.units,
         task,
         class_weights,
-        columns: shape.columns.clone(),
+        columns: if encoded {
+            shape.columns.clone()
+        } else {
+            Vec::new()
+        },
+        plans,
+        crosses,
         class_names: shape.class_names.clone(),
     })
 }

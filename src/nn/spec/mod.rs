@@ -14,6 +14,8 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema,
 use utoipa::openapi::RefOr;
 use utoipa::ToSchema;
 
+use crate::nn::layers::encoding::spec::ColumnOptions;
+pub use crate::nn::layers::encoding::spec::{CrossSpec, FeatureConfig, FeatureSpec, FeatureType};
 pub use crate::nn::layers::{
     DenseSpec, DropoutSpec, Initializer, InputSpec, LayerSpec, NormalizationSpec, RegularizerSpec,
 };
@@ -56,6 +58,27 @@ pub struct TrainingSpec {
     /// Keras `class_weight`: class index (as a string) to the weight of its rows' loss.
     #[serde(default)]
     pub class_weight: Option<BTreeMap<String, f64>>,
+    /// Keras `FeatureSpace` per column: `{"zip": "string_categorical", "income": {"type":
+    /// "float_discretized", "num_bins": 8}}`. A column not named gets its type's default:
+    /// numbers `float_normalized`, text `string_categorical`, identifiers left out.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: BTreeMap<String, FeatureSpec>,
+    /// Hashed crosses of categorical columns (`FeatureSpace.cross`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crosses: Vec<CrossSpec>,
+    /// Feature columns left out of training.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+}
+
+impl TrainingSpec {
+    pub(crate) fn column_options(&self) -> ColumnOptions<'_> {
+        ColumnOptions {
+            features: &self.features,
+            crosses: &self.crosses,
+            exclude: &self.exclude,
+        }
+    }
 }
 
 fn default_epochs() -> usize {

@@ -165,6 +165,8 @@ fn facts() -> ModelFacts {
         task: crate::nn::model::Task::Multiclass,
         class_weights: None,
         columns: Vec::new(),
+        plans: Vec::new(),
+        crosses: Vec::new(),
         class_names: None,
     }
 }

@@ -1,0 +1,195 @@
+//! Jobs that choose how each column becomes input values (`features`, `crosses`,
+//! `exclude`), on the churn table of `tables`: the choices reach the model, the model
+//! predicts from raw values with them, and a bad choice is refused naming the column.
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use crate::helpers::{assert_problem, spawn_app, TestApp};
+use crate::tables::{churn_table, spec, succeeded_with_accuracy};
+
+/// (column, encoding, width) of each input in a model's summary.
+async fn inputs(app: &TestApp, job: &Value) -> (String, Vec<(String, String, u64)>, Value) {
+    let model_id = job["model_id"].as_str().unwrap().to_owned();
+    let model = app.get_json(&format!("/models/{model_id}")).await;
+    let inputs = model["summary"]["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["column"].as_str().unwrap().to_owned(),
+                i["encoding"].as_str().unwrap().to_owned(),
+                i["width"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    (model_id, inputs, model)
+}
+
+#[tokio::test]
+async fn configured_columns_reach_the_model_and_its_predictions() {
+    let app = spawn_app().await;
+    let dataset = app.upload(churn_table(1000, 7), "?target=churn").await;
+    let id = dataset["id"].as_str().unwrap();
+    let mut job = spec(id);
+    job["features"] = json!({
+        "customer": {"type": "string_categorical", "max_tokens": 5},
+        "plan": {"type": "string_hashed", "num_bins": 64},
+        "tenure": {"type": "float_discretized", "num_bins": 4},
+    });
+    job["crosses"] = json!([{"feature_names": ["plan", "region"], "crossing_dim": 8}]);
+    let job = app.submit(&job).await;
+    let job = succeeded_with_accuracy(&app, &job).await;
+    let (model_id, inputs, model) = inputs(&app, &job).await;
+    let expected = [
+        ("customer", "one_hot", 6),
+        ("plan", "hashed", 64),
+        // Four bins and the missing indicator (the rule needs to see a missing tenure).
+        ("tenure", "discretize", 5),
+        ("region", "one_hot", 3),
+        ("plan_X_region", "cross", 8),
+    ];
+    let expected: Vec<(String, String, u64)> = expected
+        .iter()
+        .map(|(c, e, w)| (c.to_string(), e.to_string(), *w))
+        .collect();
+    assert_eq!(inputs, expected, "{model}");
+    let tenure = &model["summary"]["inputs"][2];
+    let bounds: Vec<f64> = tenure["bin_boundaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_f64().unwrap())
+        .collect();
+    assert_eq!(bounds.len(), 3, "{tenure}");
+    assert!(bounds.windows(2).all(|w| w[0] < w[1]) && bounds[0] > 0.0 && bounds[2] < 70.0);
+    assert!(tenure["missing_indicator"].as_bool().unwrap());
+    // Every customer appears once, so the five kept are the first five of the training
+    // split, in upload order (ties keep it).
+    let kept: Vec<&str> = model["summary"]["inputs"][0]["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 5, "{model}");
+    assert!(kept.windows(2).all(|w| w[0] < w[1]) && kept[4] < "c00020", "{kept:?}");
+
+    let answer = app
+        .post_json(
+            &format!("/models/{model_id}/predict"),
+            &json!({"instances": [
+                {"customer": "c00001", "plan": "pro", "tenure": 30, "region": "north"},
+                {"customer": "new", "plan": "basic", "tenure": 30, "region": "north"},
+                {"customer": "new", "plan": "basic", "tenure": null},
+                {"plan": "platinum", "tenure": 12.5, "region": "south"},
+            ]}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer: Value = answer.json().await.unwrap();
+    let classes = &answer["classes"];
+    assert_eq!(
+        (&classes[0], &classes[1], &classes[2]),
+        (&json!("yes"), &json!("no"), &json!("yes")),
+        "{answer}"
+    );
+    assert!(
+        classes[3].is_string(),
+        "an unseen plan is a valid value: {answer}"
+    );
+}
+
+#[tokio::test]
+async fn an_excluded_column_is_not_read() {
+    let app = spawn_app().await;
+    let dataset = app.upload(churn_table(1000, 7), "?target=churn").await;
+    let mut job = spec(dataset["id"].as_str().unwrap());
+    job["exclude"] = json!(["plan"]);
+    let id = app.submit(&job).await;
+    let done = app.wait_finished(&id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["spec"]["exclude"], json!(["plan"]));
+    let (_, inputs, _) = inputs(&app, &done).await;
+    assert_eq!(inputs[1], ("plan".into(), "skip".into(), 0));
+    // Without the plan the rule is out of reach: "pro" is a third of the rows.
+    let metrics = app.get_json(&format!("/jobs/{id}/metrics")).await;
+    let last = metrics["epochs"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert!(last["val_accuracy"].as_f64().unwrap() < 0.9, "{last}");
+    let model_id = done["model_id"].as_str().unwrap();
+    let importance = app
+        .get_json(&format!("/models/{model_id}/importance"))
+        .await;
+    let listed: Vec<&str> = importance["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["column"].as_str().unwrap())
+        .collect();
+    assert!(
+        !listed.contains(&"plan") && listed.contains(&"tenure"),
+        "{importance}"
+    );
+}
+
+#[tokio::test]
+async fn bad_column_choices_are_refused_naming_the_column() {
+    let app = spawn_app().await;
+    let dataset = app.upload(churn_table(200, 7), "?target=churn").await;
+    let id = dataset["id"].as_str().unwrap();
+    let refused = |extra: Value| {
+        let mut job = spec(id);
+        for (k, v) in extra.as_object().unwrap() {
+            job[k] = v.clone();
+        }
+        job
+    };
+    for (extra, needles) in [
+        (
+            json!({"features": {"plan ": "string_categorical"}}),
+            vec!["features.plan ", "plan, tenure"],
+        ),
+        (
+            json!({"features": {"plan": "float_normalized"}}),
+            vec!["features.plan.type", "holds text"],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_categorical", "max_tokens": 0}}}),
+            vec!["features.plan.max_tokens", "at least 1"],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_categorical", "max_token": 5}}}),
+            vec!["features.plan", "max_token"],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_categorical", "output_mode": "multi_hot"}}}),
+            vec!["features.plan.output_mode", "multi_hot"],
+        ),
+        (
+            json!({"features": {"tenure": "float_discretized"}}),
+            vec!["features.tenure.num_bins"],
+        ),
+        (
+            json!({"exclude": ["churn"]}),
+            vec!["exclude[0]", "\"churn\""],
+        ),
+        (
+            json!({"crosses": [{"feature_names": ["plan", "tenure"], "crossing_dim": 4}]}),
+            vec!["crosses[0].feature_names[1]", "\"tenure\""],
+        ),
+    ] {
+        assert_problem(
+            app.post_json("/jobs", &refused(extra)).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &needles,
+        )
+        .await;
+    }
+    assert_eq!(app.get_json("/jobs").await["total"], 0, "nothing queued");
+}
