@@ -74,7 +74,10 @@ async fn configured_columns_reach_the_model_and_its_predictions() {
         .map(|l| l.as_str().unwrap())
         .collect();
     assert_eq!(kept.len(), 5, "{model}");
-    assert!(kept.windows(2).all(|w| w[0] < w[1]) && kept[4] < "c00020", "{kept:?}");
+    assert!(
+        kept.windows(2).all(|w| w[0] < w[1]) && kept[4] < "c00020",
+        "{kept:?}"
+    );
 
     let answer = app
         .post_json(

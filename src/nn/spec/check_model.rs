@@ -86,9 +86,9 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
         if matches!(layer, LayerSpec::Normalization(_)) && encoded {
             return Err(SpecError::incompatible(
                 at,
-                "this dataset's columns are encoded before the first layer, its numbers \
-                 standardised with the training split's mean and variance already: leave the \
-                 normalization layer out",
+                "this dataset's columns are encoded before the first layer (numbers \
+                 standardised with the training split's mean and variance, unless `features` \
+                 says otherwise): leave the normalization layer out",
             ));
         }
     }

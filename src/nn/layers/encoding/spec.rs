@@ -281,6 +281,15 @@ pub(crate) fn plan(
                     format!("{name:?} is crossed with itself"),
                 ));
             }
+            if plans[at] == Plan::Skip {
+                return Err(SpecError::incompatible(
+                    name_field,
+                    format!(
+                        "{name:?} is left out of training (excluded, or an identifier not \
+                         named in `features`), so it cannot be crossed"
+                    ),
+                ));
+            }
             if !plans[at].is_categorical() {
                 return Err(SpecError::incompatible(
                     name_field,
@@ -689,6 +698,15 @@ mod tests {
             ),
             "crosses[0].feature_names[1]",
             "\"age\" is not encoded as a category",
+        );
+        says(
+            problem(
+                serde_json::json!({}),
+                &["city"],
+                serde_json::json!([{"feature_names": ["city", "zip"], "crossing_dim": 4}]),
+            ),
+            "crosses[0].feature_names[0]",
+            "left out of training",
         );
     }
 
