@@ -12,6 +12,7 @@ mod peak;
 mod server;
 mod stream;
 mod table;
+mod tables;
 mod workloads;
 
 use anchors::{Anchor, Framework, Source};
@@ -36,6 +37,9 @@ enum Part {
     Floor,
     /// The larger-than-memory stage (600 000 rows, ~1.5 GB CSV, several minutes).
     Stream,
+    /// Typed tables: a mixed 100 MB upload, and training on a mixed table against its
+    /// encoding.
+    Tables,
 }
 
 impl Part {
@@ -213,6 +217,7 @@ async fn nnserve(
         Part::W2,
         Part::Predict,
         Part::Stream,
+        Part::Tables,
     ]
     .iter()
     .any(|p| s.wants(*p))
@@ -328,6 +333,9 @@ async fn nnserve(
             None => tmp.path().join("stream.db"),
         };
         r.stream = Some(stream::run(s, &bin, &db).await?);
+    }
+    if s.wants(Part::Tables) {
+        r.tables = Some(tables::run(&bin, tmp.path(), s.opts.seed, timeout).await?);
     }
     Ok(())
 }
@@ -497,6 +505,9 @@ fn print_report(s: &Setup, r: &Results) {
             j.server_max_sampled_rss
                 .map_or("?".into(), |b| (b >> 20).to_string())
         );
+    }
+    if let Some(t) = &r.tables {
+        println!("{}", tables::report(t));
     }
     let path = s.out.join("table.md");
     let _ = std::fs::write(&path, &table);

@@ -18,6 +18,7 @@ pub struct Results {
     pub keras: [Option<Anchor>; 2],
     pub torch: [Option<Anchor>; 2],
     pub stream: Option<StreamRun>,
+    pub tables: Option<crate::tables::Tables>,
     /// The machine's fp32 peak (GFLOP/s, all cores) right before and right after W1.
     pub peak: [Option<f64>; 2],
     /// W1's dataset rows (60 000 in the full recipe).
