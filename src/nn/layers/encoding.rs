@@ -197,19 +197,17 @@ impl Encoding {
         }
     }
 
-    /// The cell a client's value stands for in column `i`, or why it cannot be one.
+    /// The cell a client's value stands for in column `i`, or why it cannot be one (said
+    /// of the column: the caller names where the value was).
     pub fn cell_of(&self, i: usize, value: RawValue<'_>) -> Result<f32, String> {
         let column = &self.columns[i];
         match (&column.how, value) {
             (_, RawValue::Missing) | (How::Skip, _) => Ok(cell::MISSING),
-            (How::Standardize { .. }, RawValue::Number(v)) => finite(v, &column.name),
+            (How::Standardize { .. }, RawValue::Number(v)) => finite(v),
             (How::Standardize { .. }, RawValue::Text(t)) => match t.trim().parse::<f64>() {
-                Ok(v) if !v.is_nan() => finite(v, &column.name),
+                Ok(v) if !v.is_nan() => finite(v),
                 _ if is_marker(t) => Ok(cell::MISSING),
-                _ => Err(format!(
-                    "column {:?} holds numbers, got the text {t:?}",
-                    column.name
-                )),
+                _ => Err(format!("holds numbers, got the text {t:?}")),
             },
             (How::OneHot { .. }, RawValue::Text(t)) => {
                 let lookup = self.lookup[i]
@@ -224,7 +222,7 @@ impl Encoding {
                     },
                 })
             }
-            (How::OneHot { .. }, RawValue::Number(v)) => finite(v, &column.name),
+            (How::OneHot { .. }, RawValue::Number(v)) => finite(v),
         }
     }
 }
@@ -234,12 +232,12 @@ fn is_marker(text: &str) -> bool {
     cell::MISSING_MARKERS.contains(&text.trim())
 }
 
-fn finite(v: f64, name: &str) -> Result<f32, String> {
+fn finite(v: f64) -> Result<f32, String> {
     let v = v as f32;
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(format!("column {name:?}: {v} is not a finite number"))
+        Err(format!("got {v}, not a finite number"))
     }
 }
 
