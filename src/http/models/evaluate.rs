@@ -54,13 +54,13 @@ pub struct LabelledRows {
     )),
     responses(
         (status = 200, description = "Loss and the spec's metrics", body = EvaluationView),
-        (status = 400, description = "Malformed body, or a CSV line with more or fewer fields \
-            than the header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor CSV", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Rows or labels that do not fit the model, a column it \
-            reads or a target missing from the CSV, no labelled row", body = Problem,
+            reads or a target missing from the CSV, a CSV line with more or fewer fields than \
+            the header, no labelled row", body = Problem,
             content_type = "application/problem+json"),
     ))]
 async fn evaluate(

@@ -140,16 +140,16 @@ pub enum PredictAnswer {
             (PredictAnswer = "application/json"),
             (String = "text/csv", example = "customer,class,no,yes\nc00001,yes,0.02,0.98\n"),
         )),
-        (status = 400, description = "Malformed JSON or CSV, or a CSV line with more or fewer \
-            fields than the header", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or CSV", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model, or no such dataset", body = Problem,
             content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A row of the wrong width, an unknown or missing feature name, \
             a value that is not a number or outside the f32 range, no rows, more rows than \
             --max-job-memory-bytes allows for this model; a CSV or dataset without a column \
-            the model reads, a `keep` column it does not have, `keep` with JSON instances, \
-            or a body with `dataset_id`",
+            the model reads, a CSV line with more or fewer fields than the header, a `keep` \
+            column the input does not have, `keep` with JSON instances, or a body with \
+            `dataset_id`",
             body = Problem, content_type = "application/problem+json"),
     ))]
 async fn predict(
