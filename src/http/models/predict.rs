@@ -141,6 +141,8 @@ pub enum PredictAnswer {
             (String = "text/csv", example = "customer,class,no,yes\nc00001,yes,0.02,0.98\n"),
         )),
         (status = 400, description = "Malformed JSON or CSV", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A predict key with `dataset_id`: it may not read datasets",
+            body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such model, or no such dataset", body = Problem,
             content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
