@@ -453,7 +453,12 @@ async fn batch_inputs_that_cannot_be_scored_are_problems_naming_what_is_wrong() 
         .await;
     assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY, &["keep"]).await;
 
-    // Still serving.
+    // Still serving; spaces around a field are trimmed, as at upload.
     let lines = csv_answer(post(&app, &path, table, "text/csv").await).await;
     assert_eq!(lines.len(), 2);
+    let padded = "customer,plan,tenure,region\nc1, pro , 3 ,north\n";
+    assert_eq!(
+        csv_answer(post(&app, &path, padded, "text/csv").await).await,
+        lines
+    );
 }

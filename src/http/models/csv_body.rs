@@ -1,7 +1,7 @@
 //! A CSV body in the model's terms: columns matched by header name in any order, extras
 //! ignored, each field the model reads turned into a cell as a JSON text value would be
-//! (so a CSV row and the same row as a raw object predict alike). Predict and evaluate
-//! both read CSV bodies here.
+//! (so a CSV row and the same row as a raw object predict alike), after trimming the
+//! spaces around it as the upload does. Predict and evaluate both read CSV bodies here.
 
 use ndarray::Array2;
 
@@ -113,15 +113,17 @@ pub(super) fn read(
         labels.clear();
         for (&t, name) in targets.iter().zip(wanted.targets) {
             let label = model
-                .label_of(RawValue::Text(&record[t]))
+                .label_of(RawValue::Text(record[t].trim_ascii()))
                 .map_err(|e| Error::Unprocessable(format!("line {line}, column {name:?}: {e}")))?;
             labels.push(label);
         }
         for (c, input) in inputs.iter().enumerate() {
             let value = match input {
-                Some(i) => model.cell_of(c, RawValue::Text(&record[*i])).map_err(|e| {
-                    Error::Unprocessable(format!("line {line}, column {:?} {e}", names[c]))
-                })?,
+                Some(i) => model
+                    .cell_of(c, RawValue::Text(record[*i].trim_ascii()))
+                    .map_err(|e| {
+                        Error::Unprocessable(format!("line {line}, column {:?} {e}", names[c]))
+                    })?,
                 None => cell::MISSING,
             };
             x.push(value);

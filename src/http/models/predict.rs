@@ -163,13 +163,13 @@ async fn predict(
 ) -> Result<Response> {
     let served = state.models.get(&state.store, id).await?;
     let keep = query.keep();
-    let format = Format::accepted(&headers);
     if let Some(dataset) = query.dataset_id {
         if !body.is_empty() {
             return Err(Error::Unprocessable(
                 "with dataset_id the rows are the dataset's: the body must be empty".into(),
             ));
         }
+        let format = Format::accepted(&headers);
         return batch::score_dataset(&state, served, dataset, keep, format).await;
     }
     if let Some("text/csv" | "application/csv") = media_type(&headers).as_deref() {
@@ -180,7 +180,7 @@ async fn predict(
             served.feature_names.len(),
             state.config.job_memory_limit(),
         )?;
-        return batch::score_csv(served, body, keep, format).await;
+        return batch::score_csv(served, body, keep, Format::accepted(&headers)).await;
     }
     if !keep.is_empty() {
         return Err(Error::Unprocessable(
