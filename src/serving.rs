@@ -15,14 +15,25 @@ pub struct ServedModel {
     pub model: Model,
     pub feature_names: Vec<String>,
     pub feature_index: HashMap<String, usize>,
+    /// What batch scoring names a regression's outputs.
+    pub target_names: Vec<String>,
     /// Parameters, a proxy for the work per predicted row.
     pub params: usize,
 }
 
 impl ServedModel {
-    /// Memory it holds: the weights and the feature names.
+    /// Memory it holds: the weights and the column names.
     pub fn bytes(&self) -> u64 {
-        let names: usize = self.feature_names.iter().map(|n| 2 * n.len() + 48).sum();
+        let names: usize = self
+            .feature_names
+            .iter()
+            .map(|n| 2 * n.len() + 48)
+            .sum::<usize>()
+            + self
+                .target_names
+                .iter()
+                .map(|n| n.len() + 24)
+                .sum::<usize>();
         (self.params * 4 + names) as u64
     }
 
@@ -38,6 +49,7 @@ impl ServedModel {
             model,
             feature_names: stored.feature_names.clone(),
             feature_index,
+            target_names: stored.target_names.clone(),
         }
     }
 }

@@ -108,7 +108,13 @@ fn authorize(keys: &Keys, request: &Request) -> Result<(), Error> {
             let allowed = PREDICT_ROUTES
                 .iter()
                 .any(|(method, pattern)| request.method() == method && route == Some(*pattern));
-            if allowed {
+            if allowed && route == Some(SCORE_ROUTE) && names_a_dataset(request) {
+                Err(Error::Forbidden(
+                    "a predict key may not score a stored dataset (dataset_id): the answer \
+                     would show the dataset's rows, which a predict key may not read"
+                        .into(),
+                ))
+            } else if allowed {
                 Ok(())
             } else {
                 Err(Error::Forbidden(format!(
@@ -121,6 +127,16 @@ fn authorize(keys: &Keys, request: &Request) -> Result<(), Error> {
 }
 
 /// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
+/// The route whose `?dataset_id=` reads a stored dataset.
+const SCORE_ROUTE: &str = "/models/{id}/predict";
+
+/// Whether the query has a `dataset_id`, decoded as the handler decodes it (so an encoded
+/// name cannot slip past).
+fn names_a_dataset(request: &Request) -> bool {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(request.uri())
+        .is_ok_and(|query| query.0.iter().any(|(name, _)| name == "dataset_id"))
+}
+
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let (scheme, token) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {

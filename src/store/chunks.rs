@@ -38,6 +38,19 @@ impl Store {
         &self,
         dataset: &Dataset,
         idx: usize,
+        values: Vec<f32>,
+    ) -> Result<Vec<f32>> {
+        let mut values = self.stored_chunk(dataset, idx, values).await?;
+        dataset.training_rows(&mut values);
+        Ok(values)
+    }
+
+    /// Chunk `idx` of `dataset` as stored: every row, a text label as its level code (see
+    /// [`Dataset::training_rows`] for the rows training reads).
+    pub async fn stored_chunk(
+        &self,
+        dataset: &Dataset,
+        idx: usize,
         mut values: Vec<f32>,
     ) -> Result<Vec<f32>> {
         let row =
@@ -57,7 +70,16 @@ impl Store {
             .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
         values.clear();
         values.extend(chunk_codec::values(data));
-        dataset.training_rows(&mut values);
         Ok(values)
+    }
+
+    /// How many chunks hold `dataset`'s rows.
+    pub async fn dataset_chunk_count(&self, dataset: &Dataset) -> Result<usize> {
+        let count: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM dataset_chunks WHERE dataset_id = ?")
+                .bind(dataset.id.to_string())
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(count as usize)
     }
 }

@@ -5,8 +5,8 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, TestApp};
-use crate::tables::{churn_table, spec, succeeded_with_accuracy};
+use crate::helpers::{assert_problem, churn_spec as spec, churn_table, spawn_app, TestApp};
+use crate::tables::succeeded_with_accuracy;
 
 /// (column, encoding, width) of each input in a model's summary.
 async fn inputs(app: &TestApp, job: &Value) -> (String, Vec<(String, String, u64)>, Value) {

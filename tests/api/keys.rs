@@ -182,6 +182,20 @@ async fn a_predict_key_serves_a_model_that_a_full_key_trained() {
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK);
+    // Scoring a stored dataset would show its rows, which a predict key may not read.
+    let dataset_id = dataset["id"].as_str().unwrap();
+    for (key, status) in [(&predict, StatusCode::FORBIDDEN), (&full, StatusCode::OK)] {
+        for query in ["dataset_id", "dataset%5Fid"] {
+            let scored = app
+                .client
+                .post(app.url(&format!("/models/{model}/predict?{query}={dataset_id}")))
+                .header("authorization", key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(scored.status(), status, "{key} {query}");
+        }
+    }
     let delete = app
         .client
         .delete(app.url(&format!("/models/{model}")))

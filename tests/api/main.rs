@@ -19,5 +19,6 @@ mod process;
 mod properties;
 mod restart;
 mod scheduling;
+mod scoring;
 mod streaming;
 mod tables;

@@ -5,52 +5,9 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_with, Lcg, Options, TestApp};
-
-const PLANS: [&str; 3] = ["basic", "pro", "gold"];
-
-/// `churn` is "yes" exactly when the plan is "pro" or the tenure is missing (10% of rows);
-/// the tenure's value, the region and the id carry no signal. A trusted network reaches
-/// (nearly) every row.
-pub(crate) fn churn_table(rows: usize, seed: u64) -> String {
-    let mut lcg = Lcg::new(seed);
-    let mut uniform = move || (lcg.next() + 1.0) / 2.0;
-    let mut csv = String::from("customer,plan,tenure,region,churn\n");
-    for i in 0..rows {
-        let plan = PLANS[(uniform() * 3.0) as usize % 3];
-        let missing = uniform() < 0.1;
-        let tenure = if missing {
-            String::new()
-        } else {
-            format!("{:.1}", uniform() * 70.0)
-        };
-        let region = if uniform() < 0.5 { "north" } else { "N/A" };
-        let churn = if plan == "pro" || missing {
-            "yes"
-        } else {
-            "no"
-        };
-        csv.push_str(&format!("c{i:05},{plan},{tenure},{region},{churn}\n"));
-    }
-    csv
-}
-
-pub(crate) fn spec(dataset_id: &str) -> Value {
-    json!({
-        "dataset_id": dataset_id,
-        "model": {"layers": [
-            {"type": "dense", "units": 16, "activation": "relu"},
-            {"type": "dense", "units": 1, "activation": "sigmoid"}
-        ]},
-        "loss": "binary_crossentropy",
-        "optimizer": {"type": "adam", "learning_rate": 0.02},
-        "metrics": ["accuracy"],
-        "epochs": 40,
-        "batch_size": 64,
-        "validation_split": 0.2,
-        "seed": 3
-    })
-}
+use crate::helpers::{
+    assert_problem, churn_spec as spec, churn_table, spawn_app, spawn_with, Options, TestApp, PLANS,
+};
 
 /// The finished job, after checking it succeeded and that its last epoch's validation
 /// accuracy is what the table's rule allows.

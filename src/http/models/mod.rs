@@ -1,8 +1,13 @@
 //! `/models`: list, show and delete trained models.
 
+mod batch;
+mod csv_body;
 mod evaluate;
 mod importance;
 mod predict;
+mod rows;
+mod scores;
+mod stored;
 
 use axum::extract::State;
 use axum::http::StatusCode;

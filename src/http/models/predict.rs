@@ -1,19 +1,24 @@
 //! `POST /models/{id}/predict`.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use ndarray::{Array2, ArrayView2, Axis};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::scores::Format;
+use super::{batch, rows};
 use crate::http::error::{Error, Problem, Result};
-use crate::http::extract::{Body, Json, Path};
-use crate::http::AppState;
-use crate::nn::{human, RawValue};
+use crate::http::extract::{Body, Json, Path, Query};
+use crate::http::{media_type, AppState};
+use crate::nn::human;
 use crate::parse::instances::{self, InstancesError};
 use crate::serving::ServedModel;
 use crate::telemetry::spawn_blocking_in_span;
@@ -80,27 +85,118 @@ fn rows<S: Serializer>(
 /// microseconds); larger ones go to a blocking thread so they cannot stall other requests.
 pub const INLINE_BYTES: usize = 64 << 10;
 
-/// Predict.
+/// Batch scoring's options.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ScoreQuery {
+    /// Input columns copied into each line of a batch answer before the predictions,
+    /// comma-separated (`customer,region`); CSV bodies and `dataset_id` only.
+    pub keep: Option<String>,
+    /// Score every row of this stored dataset (its columns matched to the model's by
+    /// name), streamed; the body must be empty.
+    pub dataset_id: Option<Uuid>,
+}
+
+impl ScoreQuery {
+    fn keep(&self) -> Vec<String> {
+        self.keep
+            .iter()
+            .flat_map(|k| k.split(','))
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// What predict answers in JSON: [`Predictions`] for `instances`; for a CSV body or a
+/// stored dataset with `Accept: application/json`, one object per row, keyed as the CSV
+/// answer's header.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Documents the answers, which the handlers write themselves.
+pub enum PredictAnswer {
+    Predictions(Predictions),
+    #[schema(example = json!([{"customer": "c00001", "class": "yes", "no": 0.02, "yes": 0.98}]))]
+    Rows(Vec<HashMap<String, Value>>),
+}
+
+/// Predict: `instances` as JSON, or batch scoring of a CSV body or a stored dataset.
+///
+/// A CSV body (`Content-Type: text/csv`) has the dataset's columns by name in any order
+/// (others are ignored); the answer has one line per row in the body's order: the `keep`
+/// columns, then `class` and one probability column per class named by class (a binary
+/// model's single output gives both), or one column per regression output named by
+/// target. CSV, or JSON objects with `Accept: application/json`. `?dataset_id=` answers
+/// the same for every row of a stored dataset, streamed.
 #[utoipa::path(post, path = "/models/{id}/predict", tag = "models",
-    params(("id" = Uuid, Path, description = "Model id")),
-    request_body = PredictRequest,
+    params(("id" = Uuid, Path, description = "Model id"), ScoreQuery),
+    request_body(content(
+        (PredictRequest = "application/json"),
+        (String = "text/csv", example = "customer,plan,tenure,region\nc00001,pro,30,north\n"),
+    )),
     responses(
-        (status = 200, description = "Predictions", body = Predictions),
-        (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Predictions, or a batch answer", content(
+            (PredictAnswer = "application/json"),
+            (String = "text/csv", example = "customer,class,no,yes\nc00001,yes,0.02,0.98\n"),
+        )),
+        (status = 400, description = "Malformed JSON or CSV", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A predict key with `dataset_id`: it may not read datasets",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model, or no such dataset", body = Problem,
+            content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A row of the wrong width, an unknown or missing feature name, \
-            a value that is not a number or outside the f32 range, no rows, or more rows than \
-            --max-job-memory-bytes allows for this model",
+            a value that is not a number or outside the f32 range, no rows, more rows than \
+            --max-job-memory-bytes allows for this model; a CSV or dataset without a column \
+            the model reads, a CSV line with more or fewer fields than the header, a `keep` \
+            column the input does not have, `keep` with JSON instances, or a body with \
+            `dataset_id`",
             body = Problem, content_type = "application/problem+json"),
     ))]
 async fn predict(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
+    Query(query): Query<ScoreQuery>,
+    headers: HeaderMap,
     Body(body): Body,
-) -> Result<Json<Predictions>> {
+) -> Result<Response> {
     let served = state.models.get(&state.store, id).await?;
-    check_memory(&served, body.len(), state.config.job_memory_limit())?;
+    let keep = query.keep();
+    if let Some(dataset) = query.dataset_id {
+        if !body.is_empty() {
+            return Err(Error::Unprocessable(
+                "with dataset_id the rows are the dataset's: the body must be empty".into(),
+            ));
+        }
+        let format = Format::accepted(&headers);
+        return batch::score_dataset(&state, served, dataset, keep, format).await;
+    }
+    if let Some("text/csv" | "application/csv") = media_type(&headers).as_deref() {
+        // A CSV row is at least a separator per column.
+        check_memory(
+            &served,
+            body.len(),
+            served.feature_names.len(),
+            state.config.job_memory_limit(),
+        )?;
+        return batch::score_csv(served, body, keep, Format::accepted(&headers)).await;
+    }
+    if !keep.is_empty() {
+        return Err(Error::Unprocessable(
+            "keep applies to CSV bodies and dataset_id; the JSON answer's rows are the \
+             instances' in order"
+                .into(),
+        ));
+    }
+    // The shortest row JSON allows is `[0,…,0],`: two bytes per feature.
+    let row_bytes = 2 * served.feature_names.len() + 2;
+    check_memory(
+        &served,
+        body.len(),
+        row_bytes,
+        state.config.job_memory_limit(),
+    )?;
     let predictions = if body.len() <= INLINE_BYTES {
         run(&served, &body)?
     } else {
@@ -108,14 +204,18 @@ async fn predict(
             .await
             .map_err(|e| Error::Internal(e.to_string()))??
     };
-    Ok(Json(predictions))
+    Ok(Json(predictions).into_response())
 }
 
-/// Refuses a body whose rows could need more memory than `limit`, before it is parsed.
-/// The shortest row the body formats allow is `[0,…,0],`: two bytes per feature.
-fn check_memory(served: &ServedModel, body_bytes: usize, limit: u64) -> Result<()> {
-    let width = served.feature_names.len().max(1);
-    let rows = body_bytes / (2 * width + 2) + 1;
+/// Refuses a body whose rows could need more memory than `limit`, before it is parsed,
+/// counting the most rows of at least `row_bytes` bytes it can hold.
+fn check_memory(
+    served: &ServedModel,
+    body_bytes: usize,
+    row_bytes: usize,
+    limit: u64,
+) -> Result<()> {
+    let rows = body_bytes / row_bytes.max(1) + 1;
     let estimate = served.model.predict_memory(rows);
     if estimate.bytes > limit {
         return Err(Error::TooLarge(format!(
@@ -130,7 +230,7 @@ fn check_memory(served: &ServedModel, body_bytes: usize, limit: u64) -> Result<(
 
 fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
     if let Some(names) = served.model.input_names() {
-        let x = raw_rows(&served.model, &names, body)?;
+        let x = raw_instances(&served.model, &names, body)?;
         let predictions = served
             .model
             .predict_parallel(x.view(), crate::config::cores())?;
@@ -175,71 +275,14 @@ fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
     })
 }
 
-/// The cells of `instances` for a model that encodes its columns: each row an object keyed
-/// by column name (a key left out is a missing value) or an array in column order; values
-/// are numbers, text or `null`.
-fn raw_rows(model: &crate::nn::Model, names: &[&str], body: &[u8]) -> Result<Array2<f32>> {
-    #[derive(serde::Deserialize)]
+/// The cells of `instances` for a model that encodes its columns (see [`rows::cells`]).
+fn raw_instances(model: &crate::nn::Model, names: &[&str], body: &[u8]) -> Result<Array2<f32>> {
+    #[derive(Deserialize)]
     struct RawBody {
         instances: Vec<Value>,
     }
     let body: RawBody = serde_json::from_slice(body).map_err(|e| {
         Error::BadRequest(format!("the body must be {{\"instances\": [...]}}: {e}"))
     })?;
-    if body.instances.is_empty() {
-        return Err(Error::Unprocessable(
-            "instances is empty: nothing to predict".into(),
-        ));
-    }
-    let width = names.len();
-    let mut x = Array2::zeros((body.instances.len(), width));
-    for (r, instance) in body.instances.iter().enumerate() {
-        let mut row = x.row_mut(r);
-        let cell = |c: usize, v: &Value| -> Result<f32> {
-            let raw = match v {
-                Value::Null => RawValue::Missing,
-                Value::Number(n) => RawValue::Number(n.as_f64().unwrap_or(f64::NAN)),
-                Value::String(t) => RawValue::Text(t),
-                other => {
-                    return Err(Error::Unprocessable(format!(
-                        "instances[{r}].{}: expected a number, a text or null, got {other}",
-                        names[c]
-                    )))
-                }
-            };
-            model
-                .cell_of(c, raw)
-                .map_err(|e| Error::Unprocessable(format!("instances[{r}]: {e}")))
-        };
-        match instance {
-            Value::Object(fields) => {
-                if let Some(unknown) = fields.keys().find(|k| !names.contains(&k.as_str())) {
-                    return Err(Error::Unprocessable(format!(
-                        "instances[{r}] has the unknown column {unknown:?}; the model's columns \
-                         are {names:?}"
-                    )));
-                }
-                for (c, name) in names.iter().enumerate() {
-                    row[c] = cell(c, fields.get(*name).unwrap_or(&Value::Null))?;
-                }
-            }
-            Value::Array(values) if values.len() == width => {
-                for (c, v) in values.iter().enumerate() {
-                    row[c] = cell(c, v)?;
-                }
-            }
-            Value::Array(values) => {
-                return Err(Error::Unprocessable(format!(
-                    "instances[{r}] has {} values; the model takes {width} columns: {names:?}",
-                    values.len()
-                )))
-            }
-            other => {
-                return Err(Error::Unprocessable(format!(
-                    "instances[{r}] must be an object keyed by column name or an array, got {other}"
-                )))
-            }
-        }
-    }
-    Ok(x)
+    rows::cells(model, names, &body.instances, "instances")
 }

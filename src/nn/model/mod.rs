@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::nn::data::batch::{Batch, BatchSource, InMemory};
+use crate::nn::data::cell;
 use crate::nn::data::{check_targets, first_non_finite, Samples};
 use crate::nn::error::ModelError;
-use crate::nn::layers::encoding::{How, RawValue};
+use crate::nn::layers::encoding::RawValue;
 use crate::nn::layers::{Encoding, Layer};
 use crate::nn::memory::{predict_memory, MemoryEstimate};
 use crate::nn::model::network::{Network, Workspace};
@@ -105,22 +106,58 @@ impl Model {
     }
 
     /// The input cell for a client's value of feature column `column` (see
-    /// [`Model::input_names`]), or why the value cannot be one. Text that the training data
-    /// never had is a valid cell: it goes to the column's out-of-vocabulary slot.
+    /// [`Model::input_names`]), or why the value cannot be one, said of the column. Text that
+    /// the training data never had is a valid cell: it goes to the column's
+    /// out-of-vocabulary slot.
     pub fn cell_of(&self, column: usize, value: RawValue<'_>) -> Result<f32, String> {
         match self.encoding() {
             Some(encoding) => encoding.cell_of(column, value),
             None => match value {
                 RawValue::Number(v) => Ok(v as f32),
-                _ => Err("this model takes numbers only".to_owned()),
+                // A CSV field is text: a number written out is still a number.
+                RawValue::Text(t) => match t.trim().parse::<f32>() {
+                    Ok(v) if v.is_finite() => Ok(v),
+                    _ => Err(format!("holds numbers only, got the text {t:?}")),
+                },
+                RawValue::Missing => Err("holds numbers only (the model was trained without \
+                     missing values), got a missing value"
+                    .to_owned()),
             },
         }
     }
 
-    /// Whether input column `column` reaches the network (an encoding may leave it out).
+    /// Whether the model reads input `column` at all (an identifier it was trained beside
+    /// is left out, so a client need not send it).
     pub fn reads_input(&self, column: usize) -> bool {
         self.encoding()
-            .is_none_or(|e| e.columns.get(column).is_some_and(|c| c.how != How::Skip))
+            .and_then(|e| e.columns.get(column))
+            .is_none_or(|c| c.how.width() > 0)
+    }
+
+    /// The target cell of a client's label: a text label is its class index, a number is
+    /// taken as it is; `None` for a missing label (the row is left out, as in training).
+    pub fn label_of(&self, value: RawValue<'_>) -> Result<Option<f32>, String> {
+        let names = self.class_names();
+        match value {
+            RawValue::Missing => Ok(None),
+            RawValue::Number(v) if (v as f32).is_finite() => Ok(Some(v as f32)),
+            RawValue::Number(v) => Err(format!("the label {v} is not a finite number")),
+            RawValue::Text(t) => {
+                if let Some(class) = names.and_then(|n| n.iter().position(|c| c == t)) {
+                    return Ok(Some(class as f32));
+                }
+                if cell::MISSING_MARKERS.contains(&t.trim()) {
+                    return Ok(None);
+                }
+                match (names, t.trim().parse::<f32>()) {
+                    (None, Ok(v)) if v.is_finite() => Ok(Some(v)),
+                    (None, _) => Err(format!("the label {t:?} is not a number")),
+                    (Some(names), _) => Err(format!(
+                        "the model has no class {t:?}; its classes are {names:?}"
+                    )),
+                }
+            }
+        }
     }
 
     /// The labels of a text target, in the order of the probabilities.
@@ -200,6 +237,16 @@ impl Model {
         }
         self.scratch.give(ws);
         Ok(out)
+    }
+
+    /// The classes [`Model::classes`] chooses among: the outputs of a multiclass model, two
+    /// for a single binary output; `None` when it gives no classes.
+    pub fn class_count(&self) -> Option<usize> {
+        match self.task() {
+            Task::Multiclass => Some(self.output_width()),
+            Task::Binary if self.output_width() == 1 => Some(2),
+            _ => None,
+        }
     }
 
     /// Class per row: argmax for multiclass, probability > 0.5 for a single binary

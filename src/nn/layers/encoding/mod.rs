@@ -418,7 +418,8 @@ impl Encoding {
         }
     }
 
-    /// The cell a client's value stands for in column `i`, or why it cannot be one.
+    /// The cell a client's value stands for in column `i`, or why it cannot be one (said
+    /// of the column: the caller names where the value was).
     pub fn cell_of(&self, i: usize, value: RawValue<'_>) -> Result<f32, String> {
         let column = &self.columns[i];
         if matches!(value, RawValue::Missing) || column.how == How::Skip {
@@ -426,14 +427,11 @@ impl Encoding {
         }
         if column.how.reads_numbers() {
             return match value {
-                RawValue::Number(v) => finite(v, &column.name),
+                RawValue::Number(v) => finite(v),
                 RawValue::Text(t) => match t.trim().parse::<f64>() {
-                    Ok(v) if !v.is_nan() => finite(v, &column.name),
+                    Ok(v) if !v.is_nan() => finite(v),
                     _ if is_marker(t) => Ok(cell::MISSING),
-                    _ => Err(format!(
-                        "column {:?} holds numbers, got the text {t:?}",
-                        column.name
-                    )),
+                    _ => Err(format!("holds numbers, got the text {t:?}")),
                 },
                 RawValue::Missing => Ok(cell::MISSING),
             };
@@ -442,7 +440,7 @@ impl Encoding {
             .as_ref()
             .expect("slots per categorical column");
         match value {
-            RawValue::Number(v) => finite(v, &column.name),
+            RawValue::Number(v) => finite(v),
             RawValue::Text(t) => Ok(match slots.code_of_text.get(t) {
                 Some(&code) => cell::level(code),
                 None => match t.trim().parse::<f32>() {
@@ -476,12 +474,12 @@ fn is_marker(text: &str) -> bool {
     cell::MISSING_MARKERS.contains(&text.trim())
 }
 
-fn finite(v: f64, name: &str) -> Result<f32, String> {
+fn finite(v: f64) -> Result<f32, String> {
     let v = v as f32;
     if v.is_finite() {
         Ok(v)
     } else {
-        Err(format!("column {name:?}: {v} is not a finite number"))
+        Err(format!("got {v}, not a finite number"))
     }
 }
 
