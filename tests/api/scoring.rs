@@ -384,7 +384,22 @@ async fn batch_inputs_that_cannot_be_scored_are_problems_naming_what_is_wrong() 
         assert_eq!(response.status(), status, "{query} {body:?}");
         assert_problem(response, status, needles).await;
     }
+    // An identifier of up to 10 000 values is stored whole, so it can be kept.
+    let kept = app
+        .client
+        .post(app.url(&format!("{path}?dataset_id={dataset}&keep=customer")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(kept.status(), StatusCode::OK);
+    let kept = kept.text().await.unwrap();
+    assert!(
+        kept.lines().nth(1).unwrap().starts_with("c00000,"),
+        "{kept:.200}"
+    );
     // An identifier stored only as a sample, or a column the dataset lacks.
+    let large = app.upload(churn_table(10_001, 9), "?target=churn").await;
+    let large = large["id"].as_str().unwrap();
     let unknown = "00000000-0000-4000-8000-000000000000";
     for (query, status, needles) in [
         (
@@ -393,7 +408,7 @@ async fn batch_inputs_that_cannot_be_scored_are_problems_naming_what_is_wrong() 
             &["dataset", unknown][..],
         ),
         (
-            format!("?dataset_id={dataset}&keep=customer"),
+            format!("?dataset_id={large}&keep=customer"),
             StatusCode::UNPROCESSABLE_ENTITY,
             &["\"customer\"", "identifier"],
         ),

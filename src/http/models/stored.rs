@@ -116,15 +116,14 @@ impl StoredColumns {
                         dataset.id, dataset.columns
                     ))
                 })?;
-                let identifier = dataset
-                    .column_reports
-                    .get(source.at)
-                    .is_some_and(|r| r.kind == ColumnType::Identifier);
-                if identifier {
+                let sampled = dataset.column_reports.get(source.at).is_some_and(|r| {
+                    r.kind == ColumnType::Identifier && r.levels.len() < r.distinct
+                });
+                if sampled {
                     return Err(Error::Unprocessable(format!(
-                        "keep names {name:?}, an identifier column, of which a stored dataset \
-                         keeps only a sample of values; the answer's lines are in the \
-                         dataset's row order, or score the CSV itself to keep it"
+                        "keep names {name:?}, an identifier column with too many values for \
+                         a stored dataset to keep more than a sample; the answer's lines are \
+                         in the dataset's row order, or score the CSV itself to keep it"
                     )));
                 }
                 Ok(source)
@@ -151,7 +150,7 @@ impl StoredColumns {
                     Input::Column { source, recode } => {
                         let value = stored[source.at];
                         match source.code(value) {
-                            // A code past the stored vocabulary (an identifier's, whose
+                            // A code past the stored vocabulary (a large identifier's, whose
                             // sample is all a dataset keeps) is a level the model never saw.
                             Some(code) => {
                                 recode.get(code as usize).copied().unwrap_or(cell::UNSEEN)
