@@ -53,7 +53,7 @@ pub fn parse_csv<R: Read + Send>(
     emit: impl FnMut(Chunk) -> Result<(), IngestError>,
 ) -> Result<Table, IngestError> {
     let mut buf = Vec::with_capacity(BLOCK + BLOCK / 4);
-    match header_end(&mut reader, &mut buf)? {
+    let table = match header_end(&mut reader, &mut buf)? {
         Some(end) if buf[0] != b'\n' && buf[0] != b'\r' && is_plain(&buf[..end], false) => {
             let columns = header(&mut csv_reader(&buf[..end], true))?;
             let layout = Layout::new(columns, options)?;
@@ -73,7 +73,11 @@ pub fn parse_csv<R: Read + Send>(
             csv_rows(records, &layout, 0, &mut sink)?;
             finish(&layout, sink)
         }
-    }
+    }?;
+    Ok(Table {
+        na_values: options.na_values.clone(),
+        ..table
+    })
 }
 
 /// Reads until `buf` holds the first line; returns the index just past its newline, or
@@ -184,6 +188,7 @@ where
         chunk_rows,
         column_reports,
         unlabelled_rows,
+        na_values: None,
     })
 }
 

@@ -122,6 +122,7 @@ pub fn parse_json(
         rows,
         column_reports,
         unlabelled_rows,
+        na_values: None,
         columns,
         feature_names,
         target_names,

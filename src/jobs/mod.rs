@@ -261,6 +261,7 @@ pub fn data_shape(dataset: &Dataset) -> DataShape {
         target_integral: dataset.target_stats.iter().map(|s| s.integral).collect(),
         columns: dataset.feature_columns(),
         class_names: dataset.class_names(),
+        missing_markers: dataset.na_values.clone(),
     }
 }
 

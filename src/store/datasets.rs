@@ -87,6 +87,8 @@ pub struct Dataset {
     pub column_reports: Vec<ColumnReport>,
     /// Rows whose target is missing (stored, left out of training).
     pub unlabelled_rows: usize,
+    /// The missing-value markers the upload read (`None`: the defaults).
+    pub na_values: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -202,6 +204,8 @@ pub struct Table {
     pub chunk_rows: usize,
     pub column_reports: Vec<ColumnReport>,
     pub unlabelled_rows: usize,
+    /// The missing-value markers it was read with (`None`: the defaults).
+    pub na_values: Option<Vec<String>>,
 }
 
 /// What `DatasetWriter::commit` records beside the chunks.
@@ -223,6 +227,7 @@ struct DatasetRow {
     chunk_rows: i64,
     column_reports: String,
     unlabelled_rows: i64,
+    na_values: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -241,13 +246,18 @@ impl TryFrom<DatasetRow> for Dataset {
             chunk_rows: row.chunk_rows as usize,
             column_reports: from_json(&row.column_reports, "dataset column reports")?,
             unlabelled_rows: row.unlabelled_rows as usize,
+            na_values: row
+                .na_values
+                .as_deref()
+                .map(|v| from_json(v, "dataset missing markers"))
+                .transpose()?,
             created_at: row.created_at,
         })
     }
 }
 
 const COLUMNS: &str = "id, name, rows, columns, feature_names, target_names, target_stats, \
-                       chunk_rows, column_reports, unlabelled_rows, created_at";
+                       chunk_rows, column_reports, unlabelled_rows, na_values, created_at";
 
 /// An upload in progress: chunks go into one transaction, so an upload that fails at any
 /// point (bad row, client gone, server stopped) leaves nothing behind.
@@ -289,10 +299,11 @@ impl DatasetWriter {
                 reports
             },
             unlabelled_rows: meta.table.unlabelled_rows,
+            na_values: meta.table.na_values,
             created_at: Utc::now(),
         };
         sqlx::query(&format!(
-            "INSERT INTO datasets ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO datasets ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(dataset.id.to_string())
         .bind(&dataset.name)
@@ -304,6 +315,7 @@ impl DatasetWriter {
         .bind(dataset.chunk_rows as i64)
         .bind(json(&dataset.column_reports))
         .bind(dataset.unlabelled_rows as i64)
+        .bind(dataset.na_values.as_ref().map(json))
         .bind(dataset.created_at)
         .execute(&mut *self.tx)
         .await?;

@@ -390,3 +390,41 @@ async fn a_table_streamed_from_the_database_is_encoded_as_in_memory() {
         .unwrap();
     assert_eq!(predicted["classes"], json!(["yes", "no"]), "{predicted}");
 }
+
+/// A model reads its clients' texts with the missing markers its dataset was uploaded with.
+#[tokio::test]
+async fn predict_reads_the_missing_markers_of_the_upload() {
+    let app = spawn_app().await;
+    let mut csv = String::from("x,colour,y\n");
+    for i in 0..200 {
+        let x = if i % 10 == 0 {
+            "-".to_owned()
+        } else {
+            format!("{}", i % 7)
+        };
+        let colour = ["red", "blue", "?"][i % 3];
+        csv.push_str(&format!("{x},{colour},{}\n", i % 2));
+    }
+    let dataset = app.upload(csv, "?na_values=-,?").await;
+    assert_eq!(column(&dataset, "x")["missing"], 20);
+    let mut job = spec(dataset["id"].as_str().unwrap());
+    job["epochs"] = json!(2);
+    let done = app.wait_finished(&app.submit(&job).await).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let predict = format!("/models/{}/predict", done["model_id"].as_str().unwrap());
+    let answer = app
+        .post_json(&predict, &json!({"instances": [{"x": "-", "colour": "?"}]}))
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    // "NA" is not a marker of this upload: text in a column of numbers.
+    assert_problem(
+        app.post_json(
+            &predict,
+            &json!({"instances": [{"x": "NA", "colour": "red"}]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["\"x\"", "NA"],
+    )
+    .await;
+}

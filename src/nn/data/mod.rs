@@ -50,6 +50,10 @@ pub struct DataShape {
     /// The labels of a text target column, in the order of its class indices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
+    /// The texts the upload read as missing, when not the defaults
+    /// ([`cell::MISSING_MARKERS`]): a model reads its clients' values the same way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_markers: Option<Vec<String>>,
 }
 
 /// A feature column as the upload typed it.
@@ -110,6 +114,7 @@ impl DataShape {
             target_integral: integral,
             columns: Vec::new(),
             class_names: None,
+            missing_markers: None,
         }
     }
 }

@@ -134,6 +134,14 @@ impl Model {
             .is_none_or(|c| c.how.width() > 0)
     }
 
+    /// Whether a client's text means a missing value, as the training upload read it.
+    pub fn is_missing_marker(&self, text: &str) -> bool {
+        match self.encoding() {
+            Some(encoding) => encoding.is_marker(text),
+            None => cell::MISSING_MARKERS.contains(&text.trim()),
+        }
+    }
+
     /// The target cell of a client's label: a text label is its class index, a number is
     /// taken as it is; `None` for a missing label (the row is left out, as in training).
     pub fn label_of(&self, value: RawValue<'_>) -> Result<Option<f32>, String> {
@@ -146,7 +154,7 @@ impl Model {
                 if let Some(class) = names.and_then(|n| n.iter().position(|c| c == t)) {
                     return Ok(Some(class as f32));
                 }
-                if cell::MISSING_MARKERS.contains(&t.trim()) {
+                if self.is_missing_marker(t) {
                     return Ok(None);
                 }
                 match (names, t.trim().parse::<f32>()) {

@@ -75,8 +75,10 @@ impl ValidSpec {
     /// The accumulator of the encoding to fit, when the dataset's columns need one.
     pub(crate) fn encoding_fit(&self) -> Option<EncodingFit> {
         let f = &self.facts;
-        (!f.columns.is_empty())
-            .then(|| EncodingFit::new(&f.columns, &f.plans, &f.crosses, f.class_names.clone()))
+        (!f.columns.is_empty()).then(|| {
+            EncodingFit::new(&f.columns, &f.plans, &f.crosses, f.class_names.clone())
+                .with_missing_markers(f.missing_markers.clone())
+        })
     }
 
     /// The first layer's input width at most: the features, or their widest encoding.

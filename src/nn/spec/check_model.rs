@@ -22,6 +22,7 @@ pub(crate) struct ModelFacts {
     pub plans: Vec<Plan>,
     pub crosses: Vec<CrossPlan>,
     pub class_names: Option<Vec<String>>,
+    pub missing_markers: Option<Vec<String>>,
 }
 
 pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<ModelFacts, SpecError> {
@@ -123,6 +124,7 @@ pub(crate) fn check_model(spec: &TrainingSpec, shape: &DataShape) -> Result<Mode
         plans,
         crosses,
         class_names: shape.class_names.clone(),
+        missing_markers: shape.missing_markers.clone(),
     })
 }
 

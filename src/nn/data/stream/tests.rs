@@ -168,6 +168,7 @@ fn facts() -> ModelFacts {
         plans: Vec::new(),
         crosses: Vec::new(),
         class_names: None,
+        missing_markers: None,
     }
 }
 

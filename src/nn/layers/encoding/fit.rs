@@ -19,6 +19,7 @@ pub(crate) struct EncodingFit {
     plans: Vec<Plan>,
     crosses: Vec<CrossPlan>,
     class_names: Option<Vec<String>>,
+    missing_markers: Option<Vec<String>>,
     stats: Vec<ColumnFit>,
 }
 
@@ -105,7 +106,16 @@ impl EncodingFit {
             plans: plans.to_vec(),
             crosses: crosses.to_vec(),
             class_names,
+            missing_markers: None,
             stats,
+        }
+    }
+
+    /// The upload's own missing-value markers, when not the defaults.
+    pub fn with_missing_markers(self, markers: Option<Vec<String>>) -> EncodingFit {
+        EncodingFit {
+            missing_markers: markers,
+            ..self
         }
     }
 
@@ -169,7 +179,9 @@ impl EncodingFit {
                 crossing_dim: c.crossing_dim,
             })
             .collect();
-        Encoding::new(columns, crosses, self.class_names)
+        let mut encoding = Encoding::new(columns, crosses, self.class_names);
+        encoding.missing_markers = self.missing_markers;
+        encoding
     }
 }
 

@@ -38,6 +38,9 @@ pub(crate) struct Encoding {
     /// Text labels of the target, in the order of the outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_names: Option<Vec<String>>,
+    /// The texts the training upload read as missing, when not the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub missing_markers: Option<Vec<String>>,
     /// Code → slot per categorical column, rebuilt from `columns` on load.
     #[serde(skip)]
     slots: Vec<Option<Slots>>,
@@ -296,6 +299,7 @@ impl Encoding {
             columns,
             crosses,
             class_names,
+            missing_markers: None,
             slots,
         }
     }
@@ -303,7 +307,8 @@ impl Encoding {
     /// Rebuilds the lookups after deserialising; `None` when the crosses name columns
     /// that are not categorical.
     pub fn restored(self) -> Option<Encoding> {
-        let restored = Encoding::new(self.columns, self.crosses, self.class_names);
+        let mut restored = Encoding::new(self.columns, self.crosses, self.class_names);
+        restored.missing_markers = self.missing_markers;
         let crosses_ok = restored.crosses.iter().all(|c| {
             c.crossing_dim > 0
                 && c.columns
@@ -418,6 +423,16 @@ impl Encoding {
         }
     }
 
+    /// Whether a client's text is a missing-value marker, as the training upload read it
+    /// (`"NA"` by default).
+    pub fn is_marker(&self, text: &str) -> bool {
+        let text = text.trim();
+        match &self.missing_markers {
+            Some(markers) => markers.iter().any(|m| m.trim() == text),
+            None => cell::MISSING_MARKERS.contains(&text),
+        }
+    }
+
     /// The cell a client's value stands for in column `i`, or why it cannot be one (said
     /// of the column: the caller names where the value was).
     pub fn cell_of(&self, i: usize, value: RawValue<'_>) -> Result<f32, String> {
@@ -430,7 +445,7 @@ impl Encoding {
                 RawValue::Number(v) => finite(v),
                 RawValue::Text(t) => match t.trim().parse::<f64>() {
                     Ok(v) if !v.is_nan() => finite(v),
-                    _ if is_marker(t) => Ok(cell::MISSING),
+                    _ if self.is_marker(t) => Ok(cell::MISSING),
                     _ => Err(format!("holds numbers, got the text {t:?}")),
                 },
                 RawValue::Missing => Ok(cell::MISSING),
@@ -445,7 +460,7 @@ impl Encoding {
                 Some(&code) => cell::level(code),
                 None => match t.trim().parse::<f32>() {
                     Ok(v) if v.is_finite() => v,
-                    _ if is_marker(t) => cell::MISSING,
+                    _ if self.is_marker(t) => cell::MISSING,
                     _ => {
                         let code = slots.slot_of_code.len() + slots.slot_of_new_text(t) as usize;
                         if slots.extra > 1 && code < cell::MAX_LEVELS as usize {
@@ -467,11 +482,6 @@ fn number_or(value: f32, fill: f32) -> f32 {
         Cell::Number(v) => v,
         _ => fill,
     }
-}
-
-/// A missing-value marker sent as text (`"NA"`), as the upload read it by default.
-fn is_marker(text: &str) -> bool {
-    cell::MISSING_MARKERS.contains(&text.trim())
 }
 
 fn finite(v: f64) -> Result<f32, String> {
