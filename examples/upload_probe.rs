@@ -101,6 +101,7 @@ async fn write_blobs(store: &Store, bytes: usize) -> anyhow::Result<uuid::Uuid> 
                 chunk_rows: SQLITE_CHUNK / 4,
                 column_reports: Vec::new(),
                 unlabelled_rows: 0,
+                na_values: None,
             },
         })
         .await?;

@@ -1,10 +1,12 @@
-//! `/datasets`: upload (CSV streamed, or JSON), list, show, delete.
+//! `/datasets`: upload (CSV or Parquet streamed, or JSON), list, show, delete.
 
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
@@ -124,6 +126,23 @@ impl From<Dataset> for DatasetView {
     }
 }
 
+/// The media type Apache Parquet registered.
+const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// A Parquet file's bytes, for the OpenAPI document only (the body itself streams).
+pub enum ParquetFile {}
+
+impl PartialSchema for ParquetFile {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl ToSchema for ParquetFile {}
+
 /// Upload a dataset.
 ///
 /// CSV (`text/csv`): a header line of column names, then the rows. A field is a number, a
@@ -132,30 +151,39 @@ impl From<Dataset> for DatasetView {
 /// value is one, `category` when it has text (stored as codes into its vocabulary),
 /// `identifier` when every value is a distinct text. The body is parsed as it streams in.
 /// Errors name the line and column at fault, and nothing is stored when any row is bad.
+///
+/// Parquet (`application/vnd.apache.parquet`, as pandas' `to_parquet` and warehouses write
+/// it; uncompressed or snappy): the file's own types are used. Integer and float columns are
+/// numbers, string and dictionary-encoded string columns are categories, booleans are
+/// categories with the levels `true` and `false`, and nulls (and NaN floats) are missing
+/// values; text is kept as written unless `na_values` names texts that mean missing too.
+/// `target`, `types` and `name` work as for CSV. A column of another type (nested, binary,
+/// dates) is refused, naming it.
 #[utoipa::path(post, path = "/datasets", tag = "datasets",
     params(
         ("target" = Option<Vec<String>>, Query, explode = true,
-            description = "Target column (repeat for several); default: the last column. CSV only."),
-        ("name" = Option<String>, Query, description = "Dataset name (CSV; JSON has a `name` field)."),
+            description = "Target column (repeat for several); default: the last column. CSV and Parquet."),
+        ("name" = Option<String>, Query, description = "Dataset name (CSV and Parquet; JSON has a `name` field)."),
         ("na_values" = Option<String>, Query,
-            description = "Comma-separated fields that mean a missing value, in place of the default list; empty: none. CSV only."),
+            description = "Comma-separated fields that mean a missing value, in place of the default list (CSV) or besides nulls (Parquet, default: none); empty: none."),
         ("types" = Option<String>, Query,
-            description = "Column types given rather than found, `column:number` or `column:category`, comma-separated (a postcode is a category). CSV only."),
+            description = "Column types given rather than found, `column:number` or `column:category`, comma-separated (a postcode is a category). CSV and Parquet."),
     ),
     request_body(content(
         (String = "text/csv", example = "x0,x1,x2,x3,label\n0.1,0.5,-1.2,3.0,1\n"),
+        (ParquetFile = "application/vnd.apache.parquet"),
         (JsonDataset = "application/json"),
     )),
     responses(
         (status = 201, description = "Stored", body = DatasetView,
             headers(("Location" = String, description = "The new dataset's URL"))),
-        (status = 400, description = "Malformed body or query (unknown target column, unknown column or type in `types`)",
+        (status = 400, description = "Malformed body or query (not a Parquet file, unknown target column, unknown column or type in `types`)",
             body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem,
             content_type = "application/problem+json"),
-        (status = 415, description = "Neither text/csv nor application/json", body = Problem,
+        (status = 415, description = "Not text/csv, application/vnd.apache.parquet or application/json", body = Problem,
             content_type = "application/problem+json"),
-        (status = 422, description = "A bad value (text in a column typed `number`, an infinity), a ragged row, no rows, a target mixing numbers and text",
+        (status = 422, description = "A bad value (text in a column typed `number`, an infinity), a ragged row, no rows, a target mixing numbers and text, a Parquet column of a type a dataset cannot hold",
             body = Problem, content_type = "application/problem+json"),
     ))]
 async fn upload_dataset(
@@ -198,6 +226,11 @@ async fn upload_dataset(
             let limit = state.config.max_body_bytes;
             ingest::store_csv(&state.store, body, options, name, limit).await?
         }
+        Some(PARQUET) => {
+            let body = request.into_body().into_data_stream();
+            let limit = state.config.max_body_bytes;
+            ingest::store_parquet(&state.store, body, options, name, limit).await?
+        }
         Some("application/json") => {
             if name.is_some()
                 || !options.targets.is_empty()
@@ -205,8 +238,8 @@ async fn upload_dataset(
                 || !options.types.is_empty()
             {
                 return Err(Error::BadRequest(
-                    "`name`, `target`, `na_values` and `types` query parameters apply to CSV; a \
-                     JSON body carries `name` and separate `features` and `targets`"
+                    "`name`, `target`, `na_values` and `types` query parameters apply to CSV and \
+                     Parquet; a JSON body carries `name` and separate `features` and `targets`"
                         .into(),
                 ));
             }
@@ -215,7 +248,7 @@ async fn upload_dataset(
         }
         other => {
             return Err(Error::UnsupportedMediaType(format!(
-                "Content-Type must be text/csv or application/json, got {}",
+                "Content-Type must be text/csv, {PARQUET} or application/json, got {}",
                 other.unwrap_or("none")
             )))
         }

@@ -98,11 +98,13 @@ impl Error {
                 IngestError::Empty
                 | IngestError::Csv(_)
                 | IngestError::Body(_)
+                | IngestError::NotParquet(_)
+                | IngestError::Parquet(_)
                 | IngestError::UnknownTarget { .. }
                 | IngestError::UnknownTypedColumn { .. }
                 | IngestError::DuplicateTarget(_) => StatusCode::BAD_REQUEST,
                 IngestError::Store(err) => store_status(err),
-                IngestError::Aborted => StatusCode::INTERNAL_SERVER_ERROR,
+                IngestError::Aborted | IngestError::Spool(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             },
             Self::Store(err)

@@ -4,7 +4,7 @@ use super::block::ParsedBlock;
 use super::columns::Columns;
 use super::layout::Layout;
 use super::IngestError;
-use crate::store::{chunk_codec, TargetStats};
+use crate::store::{chunk_codec, Table, TargetStats};
 
 /// Chunk size aimed at: big enough that per-row overhead vanishes, small enough that a
 /// chunk is cheap to hold while streaming batches from storage.
@@ -139,5 +139,31 @@ impl<'l, F: FnMut(Chunk) -> Result<(), IngestError>> Sink<'l, F> {
         self.columns
             .absorb(self.layout, &mut block.values, block.levels, &block.stats)?;
         self.chunker.push_rows(&block.values)
+    }
+
+    /// Emits the last chunk; the table's description, once every block is in.
+    pub fn finish(self) -> Result<Table, IngestError> {
+        let layout = self.layout;
+        let chunk_rows = self.chunker.chunk_rows();
+        let (rows, unlabelled_rows, target_stats) = self.chunker.finish()?;
+        let stored: Vec<String> = layout
+            .features
+            .iter()
+            .chain(&layout.targets)
+            .map(|&i| layout.columns[i].clone())
+            .collect();
+        let column_reports = self.columns.finish(stored, layout.features.len())?;
+        Ok(Table {
+            rows,
+            feature_names: layout.names(&layout.features),
+            target_names: layout.names(&layout.targets),
+            columns: layout.columns.clone(),
+            target_stats,
+            chunk_rows,
+            column_reports,
+            unlabelled_rows,
+            // The caller knows which markers it read with.
+            na_values: None,
+        })
     }
 }

@@ -63,7 +63,7 @@ pub fn parse_csv<R: Read + Send>(
                 let records = csv_reader(Cursor::new(rest.bytes).chain(reader), false);
                 csv_rows(records, &layout, rest.lines_before, &mut sink)?;
             }
-            finish(&layout, sink)
+            sink.finish()
         }
         // A quoted or blank first line: everything through the csv crate.
         _ => {
@@ -71,7 +71,7 @@ pub fn parse_csv<R: Read + Send>(
             let layout = Layout::new(header(&mut records)?, options)?;
             let mut sink = Sink::new(&layout, options.chunk_bytes, emit);
             csv_rows(records, &layout, 0, &mut sink)?;
-            finish(&layout, sink)
+            sink.finish()
         }
     }?;
     Ok(Table {
@@ -164,32 +164,6 @@ where
     let mut full = std::mem::replace(block, ParsedBlock::new(layout));
     full.stats = SlotStats::of_rows(&full.values, layout.columns.len());
     sink.push(full)
-}
-
-fn finish<F>(layout: &Layout, sink: Sink<'_, F>) -> Result<Table, IngestError>
-where
-    F: FnMut(Chunk) -> Result<(), IngestError>,
-{
-    let chunk_rows = sink.chunker.chunk_rows();
-    let (rows, unlabelled_rows, target_stats) = sink.chunker.finish()?;
-    let stored: Vec<String> = layout
-        .features
-        .iter()
-        .chain(&layout.targets)
-        .map(|&i| layout.columns[i].clone())
-        .collect();
-    let column_reports = sink.columns.finish(stored, layout.features.len())?;
-    Ok(Table {
-        rows,
-        feature_names: layout.names(&layout.features),
-        target_names: layout.names(&layout.targets),
-        columns: layout.columns.clone(),
-        target_stats,
-        chunk_rows,
-        column_reports,
-        unlabelled_rows,
-        na_values: None,
-    })
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! Turning uploaded CSV and JSON into stored f32 row chunks.
+//! Turning uploaded CSV, Parquet and JSON into stored f32 row chunks.
 //!
 //! Parsing is synchronous (it is CPU work and runs on a blocking thread); [`upload`] ties a
 //! streamed request body to the parser and the parser's chunks to one store transaction.
+//! Every format's rows go through the same blocks, vocabularies and statistics
+//! ([`columns`], [`chunker`]), so the same table stores the same way whatever its format.
 
 mod block;
 mod chunker;
@@ -10,6 +12,7 @@ mod csv;
 mod json;
 mod layout;
 mod parallel;
+mod parquet_file;
 mod records;
 mod upload;
 
@@ -17,7 +20,7 @@ pub use self::chunker::Chunk;
 use self::chunker::Chunker;
 pub use self::csv::{parse_csv, CsvOptions, DEFAULT_NA};
 pub use self::json::{parse_json, JsonDataset, JsonTargets};
-pub use self::upload::{store_csv, store_json};
+pub use self::upload::{store_csv, store_json, store_parquet};
 
 use crate::store::StoreError;
 
@@ -65,6 +68,22 @@ pub enum IngestError {
         name: String,
         value: String,
     },
+    /// A Parquet value that cannot be stored; `row` counts the file's rows from 1.
+    #[error("row {row}, column {name:?}: {value:?} {problem}")]
+    ParquetValue {
+        row: u64,
+        name: String,
+        value: String,
+        problem: &'static str,
+    },
+    #[error("column {name:?} is of the Parquet type {data_type}, which a dataset cannot hold: columns must be numbers (integers, floats), booleans or text (strings, dictionary-encoded strings)")]
+    UnsupportedColumn { name: String, data_type: String },
+    #[error("the body is not a Parquet file: {0}")]
+    NotParquet(String),
+    /// A Parquet file whose footer reads but whose data does not (corrupt pages, a codec
+    /// this build does not decode).
+    #[error("reading the Parquet file failed: {0}")]
+    Parquet(String),
     #[error("no data rows")]
     NoRows,
     #[error("malformed CSV: {0}")]
@@ -76,6 +95,10 @@ pub enum IngestError {
     TooLarge { limit: usize },
     #[error("reading the request body failed: {0}")]
     Body(String),
+    /// Writing a Parquet body to its temporary file failed (a full disk, say): the server's
+    /// fault, not the client's.
+    #[error("spooling the body to a temporary file failed: {0}")]
+    Spool(std::io::Error),
     /// The consumer of the chunks went away (its own error is the one to report).
     #[error("upload aborted")]
     Aborted,

@@ -1,4 +1,4 @@
-//! Streaming a request body through the parser into the store.
+//! Streaming a request body through a parser (CSV, or Parquet after spooling) into the store.
 //!
 //! Three stages run concurrently: the async pump forwards body frames into a bounded channel,
 //! the parser (a blocking thread) reads them through [`ChannelReader`] and emits row chunks,
@@ -12,6 +12,7 @@ use bytes::{Buf, Bytes};
 use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc;
 
+use super::parquet_file::parse_parquet;
 use super::{parse_csv, parse_json, Chunk, CsvOptions, IngestError, JsonDataset};
 use crate::store::{Dataset, DatasetWriter, NewDataset, Store, Table};
 use crate::telemetry::spawn_blocking_in_span;
@@ -30,6 +31,50 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
+    let parse = move |reader: ChannelReader, emit: &mut Emit| parse_csv(reader, &options, emit);
+    store_streamed(store, body, limit, name, "CSV", parse).await
+}
+
+/// Stores a Parquet body; on any error nothing is stored. A Parquet file is read from its
+/// footer, so the body is first spooled to an unnamed temporary file (the OS deletes it when
+/// it is closed), which keeps memory bounded whatever the file's size.
+pub async fn store_parquet<S, E>(
+    store: &Store,
+    body: S,
+    options: CsvOptions,
+    name: Option<String>,
+    limit: usize,
+) -> Result<Dataset, IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let parse = move |mut reader: ChannelReader, emit: &mut Emit| {
+        let mut file = tempfile::tempfile().map_err(IngestError::Spool)?;
+        // A failed read is the pump's error, which the caller reports first.
+        io::copy(&mut reader, &mut file).map_err(IngestError::Spool)?;
+        parse_parquet(file, &options, emit)
+    };
+    store_streamed(store, body, limit, name, "Parquet", parse).await
+}
+
+type Emit<'e> = dyn FnMut(Chunk) -> Result<(), IngestError> + 'e;
+
+/// Runs `parse` on a blocking thread over the body as it arrives, writing the chunks it
+/// emits into one transaction that is committed only when the body and every row were good.
+async fn store_streamed<S, E, P>(
+    store: &Store,
+    body: S,
+    limit: usize,
+    name: Option<String>,
+    format: &'static str,
+    parse: P,
+) -> Result<Dataset, IngestError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+    P: FnOnce(ChannelReader, &mut Emit) -> Result<Table, IngestError> + Send + 'static,
+{
     let started = Instant::now();
     let (bytes_tx, bytes_rx) = mpsc::channel(16);
     let (chunks_tx, mut chunks_rx) = mpsc::channel::<Chunk>(2);
@@ -38,7 +83,7 @@ where
             rx: bytes_rx,
             current: Bytes::new(),
         };
-        parse_csv(reader, &options, |chunk| {
+        parse(reader, &mut |chunk| {
             chunks_tx
                 .blocking_send(chunk)
                 .map_err(|_| IngestError::Aborted)
@@ -54,7 +99,7 @@ where
     let (pumped, written) = tokio::join!(pump(body, bytes_tx, limit), sink);
     let parsed = parser
         .await
-        .map_err(|e| IngestError::Body(format!("CSV parser stopped: {e}")))?;
+        .map_err(|e| IngestError::Body(format!("{format} parser stopped: {e}")))?;
     // The first failure in pipeline order is the cause; later stages only saw its effect.
     pumped?;
     let (parsed, writer) = match (parsed, written) {
@@ -65,9 +110,10 @@ where
     let parsed_in = started.elapsed();
     let dataset = commit(writer, parsed, name).await?;
     tracing::debug!(
+        format,
         parse_and_insert_s = parsed_in.as_secs_f64(),
         commit_s = (started.elapsed() - parsed_in).as_secs_f64(),
-        "CSV upload timing"
+        "upload timing"
     );
     Ok(dataset)
 }

@@ -224,6 +224,7 @@ mod tests {
             target_integral: vec![true; outputs],
             columns: Vec::new(),
             class_names: None,
+            missing_markers: None,
         };
         spec.validate(&shape).expect("spec is valid")
     }

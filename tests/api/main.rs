@@ -14,6 +14,7 @@ mod limits;
 mod models;
 mod openapi;
 mod outcomes;
+mod parquet;
 mod predict;
 mod process;
 mod properties;

@@ -27,6 +27,7 @@ fn shape(features: usize, labels_max: f64, integral: bool) -> DataShape {
         target_integral: vec![integral],
         columns: Vec::new(),
         class_names: None,
+        missing_markers: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn each_invalid_spec_names_its_field_and_value() {
                     target_integral: vec![true; 3],
                     columns: Vec::new(),
                     class_names: None,
+                    missing_markers: None,
                 },
             ),
             &[
@@ -201,6 +203,7 @@ fn each_invalid_spec_names_its_field_and_value() {
                     target_integral: vec![true],
                     columns: Vec::new(),
                     class_names: None,
+                    missing_markers: None,
                 },
             ),
             &["data.targets", "2 target columns"],
