@@ -164,7 +164,15 @@ async fn bad_column_choices_are_refused_naming_the_column() {
         ),
         (
             json!({"features": {"plan": {"type": "string_categorical", "max_tokens": 0}}}),
-            vec!["features.plan.max_tokens", "at least 1"],
+            vec!["features.plan.max_tokens", "in [1, 1048576]"],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_hashed", "num_bins": 1_000_000_000_000u64}}}),
+            vec!["features.plan.num_bins", "1000000000000"],
+        ),
+        (
+            json!({"crosses": [{"feature_names": ["plan", "region"], "crossing_dim": 0}]}),
+            vec!["crosses[0].crossing_dim"],
         ),
         (
             json!({"features": {"plan": {"type": "string_categorical", "max_token": 5}}}),

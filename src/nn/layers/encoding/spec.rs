@@ -14,6 +14,23 @@ use crate::nn::error::SpecError;
 /// `max_tokens`, it counts kept levels only: the out-of-vocabulary slots come on top.
 pub(crate) const MAX_TOKENS: usize = 100;
 
+/// The most slots one option may ask for (`max_tokens`, `num_oov_indices`, `num_bins`,
+/// `crossing_dim`, boundaries): a million inputs from one column is already far past any
+/// useful encoding, and the bound keeps a typo from asking for terabytes.
+pub(crate) const MAX_SLOTS: usize = 1 << 20;
+
+/// `v` (or `default` when not given) if it is in `[min, MAX_SLOTS]`.
+fn slots(field: String, v: Option<usize>, default: usize, min: usize) -> Result<usize, SpecError> {
+    match v.unwrap_or(default) {
+        n if (min..=MAX_SLOTS).contains(&n) => Ok(n),
+        n => Err(SpecError::range(
+            field,
+            &format!("in [{min}, {MAX_SLOTS}]"),
+            n,
+        )),
+    }
+}
+
 /// Keras `FeatureSpace`'s feature types.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -264,13 +281,12 @@ pub(crate) fn plan(
                 cross.feature_names.len(),
             ));
         }
-        if cross.crossing_dim == 0 {
-            return Err(SpecError::range(
-                format!("{field}.crossing_dim"),
-                "at least 1",
-                0,
-            ));
-        }
+        let crossing_dim = slots(
+            format!("{field}.crossing_dim"),
+            Some(cross.crossing_dim),
+            1,
+            1,
+        )?;
         let mut indices = Vec::new();
         for (j, name) in cross.feature_names.iter().enumerate() {
             let name_field = format!("{field}.feature_names[{j}]");
@@ -303,7 +319,7 @@ pub(crate) fn plan(
         }
         crosses.push(CrossPlan {
             columns: indices,
-            crossing_dim: cross.crossing_dim,
+            crossing_dim,
         });
     }
     Ok((plans, crosses))
@@ -398,14 +414,7 @@ fn column_plan(field: &str, column: &Column, feature: &FeatureSpec) -> Result<Pl
             | FeatureType::FloatDiscretized
     );
     let fill = fill(field, config.missing.as_ref(), numeric)?;
-    let at_least_one = |option: &str, v: Option<usize>, default: usize| match v {
-        Some(0) => Err(SpecError::range(
-            format!("{field}.{option}"),
-            "at least 1",
-            0,
-        )),
-        v => Ok(v.unwrap_or(default)),
-    };
+    let option = |name: &str| format!("{field}.{name}");
     let indicator = config.missing_indicator;
     Ok(match kind {
         FeatureType::Float | FeatureType::FloatNormalized | FeatureType::FloatRescaled => {
@@ -432,12 +441,14 @@ fn column_plan(field: &str, column: &Column, feature: &FeatureSpec) -> Result<Pl
                     ))
                 }
                 (Some(bounds), None) => Scale::Boundaries(boundaries(field, bounds)?),
-                (None, Some(bins)) if bins >= 2 => Scale::Quantiles(bins),
-                (None, bins) => {
+                (None, Some(bins)) => {
+                    Scale::Quantiles(slots(option("num_bins"), Some(bins), 2, 2)?)
+                }
+                (None, None) => {
                     return Err(SpecError::range(
-                        format!("{field}.num_bins"),
-                        "at least 2 (or bin_boundaries)",
-                        bins.map_or_else(|| "nothing".to_owned(), |b| b.to_string()),
+                        option("num_bins"),
+                        "given (or bin_boundaries)",
+                        "nothing",
                     ))
                 }
             };
@@ -448,22 +459,14 @@ fn column_plan(field: &str, column: &Column, feature: &FeatureSpec) -> Result<Pl
             }
         }
         FeatureType::IntegerCategorical | FeatureType::StringCategorical => Plan::Lookup {
-            max_tokens: at_least_one("max_tokens", config.max_tokens, MAX_TOKENS)?,
-            num_oov: at_least_one("num_oov_indices", config.num_oov_indices, 1)?,
+            max_tokens: slots(option("max_tokens"), config.max_tokens, MAX_TOKENS, 1)?,
+            num_oov: slots(option("num_oov_indices"), config.num_oov_indices, 1, 1)?,
             fill,
             indicator: indicator.unwrap_or(false),
         },
         FeatureType::StringHashed | FeatureType::IntegerHashed => Plan::Hashed {
-            num_bins: match config.num_bins {
-                Some(0) | None => {
-                    return Err(SpecError::range(
-                        format!("{field}.num_bins"),
-                        "at least 1",
-                        config.num_bins.unwrap_or(0),
-                    ))
-                }
-                Some(bins) => bins,
-            },
+            // Required: a default would hide a choice that decides the collisions.
+            num_bins: slots(option("num_bins"), config.num_bins, 0, 1)?,
             fill,
             indicator: indicator.unwrap_or(false),
         },
@@ -548,8 +551,12 @@ fn finite_f32(field: &str, v: f64) -> Result<f32, SpecError> {
 
 fn boundaries(field: &str, bounds: &[f64]) -> Result<Vec<f32>, SpecError> {
     let field = format!("{field}.bin_boundaries");
-    if bounds.is_empty() {
-        return Err(SpecError::range(field, "a non-empty list", "[]"));
+    if bounds.is_empty() || bounds.len() >= MAX_SLOTS {
+        return Err(SpecError::range(
+            field,
+            &format!("a list of 1 to {} boundaries", MAX_SLOTS - 1),
+            bounds.len(),
+        ));
     }
     let narrow = bounds
         .iter()
@@ -633,7 +640,7 @@ mod tests {
                 none.clone(),
             ),
             "features.city.max_tokens",
-            "at least 1",
+            "in [1, 1048576]",
         );
         says(
             problem(
