@@ -10,7 +10,7 @@
 
 use std::fmt;
 
-use crate::nn::layers::{unique_names, Cost, LayerSpec};
+use crate::nn::layers::{encoding, unique_names, Cost, LayerSpec};
 use crate::nn::model::CHUNK_ROWS;
 use crate::nn::optim;
 use crate::nn::spec::check::ValidSpec;
@@ -131,7 +131,26 @@ pub fn training_memory(
     data_bytes: u64,
 ) -> MemoryEstimate {
     let ts = spec.spec();
-    let layers = layer_costs(&ts.model.layers, spec.input_width_bound());
+    let mut layers = layer_costs(&ts.model.layers, spec.input_width_bound());
+    let tables = spec.embedding_values_bound() as u128;
+    if tables > 0 {
+        // The encoding's embedding tables: trained parameters, counted as a layer's are.
+        let width = spec.input_width_bound() as u128;
+        layers.insert(
+            0,
+            LayerCost {
+                name: encoding::NAME.to_owned(),
+                cost: Cost {
+                    parameters: tables,
+                    kernel: 0,
+                    trained: tables,
+                    width,
+                    per_row_training: 2 * width,
+                    per_row_forward: width,
+                },
+            },
+        );
+    }
     let moments = optim::build(&ts.optimizer).moments() as u128;
     let best = ts
         .early_stopping

@@ -104,6 +104,49 @@ async fn configured_columns_reach_the_model_and_its_predictions() {
     );
 }
 
+/// A plan embedded in a trained table of two values per slot: the summary counts the
+/// table as trainable weights, and the stored model predicts from raw text with it.
+#[tokio::test]
+async fn an_embedded_column_trains_its_table() {
+    let app = spawn_app().await;
+    let dataset = app.upload(churn_table(1000, 7), "?target=churn").await;
+    let mut job = spec(dataset["id"].as_str().unwrap());
+    job["features"] = json!({
+        "plan": {"type": "string_categorical", "output_mode": "embedding", "embedding_dim": 2},
+    });
+    let job = app.submit(&job).await;
+    let job = succeeded_with_accuracy(&app, &job).await;
+    let (model_id, inputs, model) = inputs(&app, &job).await;
+    assert_eq!(inputs[1], ("plan".into(), "embedding".into(), 2), "{model}");
+    let encoding = &model["summary"]["layers"][0];
+    // One out-of-vocabulary row and one per plan, two values each.
+    assert_eq!(
+        (&encoding["name"], &encoding["params"]),
+        (&json!("encoding"), &json!(8)),
+        "{model}"
+    );
+    let dense = model["summary"]["layers"][1]["params"].as_u64().unwrap();
+    assert_eq!(
+        model["summary"]["trainable_params"].as_u64().unwrap(),
+        8 + dense + model["summary"]["layers"][2]["params"].as_u64().unwrap()
+    );
+    let answer = app
+        .post_json(
+            &format!("/models/{model_id}/predict"),
+            &json!({"instances": [
+                {"customer": "c00001", "plan": "pro", "tenure": 30, "region": "north"},
+                {"customer": "c00002", "plan": "basic", "tenure": 30, "region": "north"},
+                {"plan": "platinum", "tenure": 12.5, "region": "south"},
+            ]}),
+        )
+        .await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let answer: Value = answer.json().await.unwrap();
+    assert_eq!(answer["classes"][0], "yes", "{answer}");
+    assert_eq!(answer["classes"][1], "no", "{answer}");
+    assert!(answer["classes"][2].is_string(), "{answer}");
+}
+
 #[tokio::test]
 async fn an_excluded_column_is_not_read() {
     let app = spawn_app().await;
@@ -185,6 +228,26 @@ async fn bad_column_choices_are_refused_naming_the_column() {
         (
             json!({"features": {"tenure": "float_discretized"}}),
             vec!["features.tenure.num_bins"],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_categorical", "output_mode": "embedding"}}}),
+            vec!["features.plan.embedding_dim", "output_mode \"embedding\""],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_categorical", "embedding_dim": 4}}}),
+            vec!["features.plan.embedding_dim", "only"],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_categorical", "max_tokens": 100000, "output_mode": "embedding", "embedding_dim": 1000}}}),
+            vec!["features.plan.embedding_dim", "16777216"],
+        ),
+        (
+            json!({"features": {"plan": {"type": "string_hashed", "num_bins": 8, "output_mode": "embedding"}}}),
+            vec!["features.plan.output_mode", "string_hashed"],
+        ),
+        (
+            json!({"crosses": [{"feature_names": ["plan", "region"], "crossing_dim": 4, "output_mode": "embedding"}]}),
+            vec!["crosses[0].output_mode", "one_hot"],
         ),
         (
             json!({"exclude": ["churn"]}),

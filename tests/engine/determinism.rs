@@ -240,3 +240,87 @@ fn a_batch_size_beyond_the_rows_is_one_full_batch() {
     assert_eq!(weight_bits(&huge.model), weight_bits(&exact.model));
     same_history(&huge.history, &exact.history);
 }
+
+/// An embedded column's table is trained, checkpointed and resumed like any weight: the
+/// resumed run ends on the uninterrupted run's bits, tables included, and the saved model
+/// predicts as the trained one.
+#[test]
+fn resume_with_an_embedded_column_is_bit_identical() {
+    use nnserve::nn::{cell, Column, ColumnKind, DataShape, Model};
+    let levels: Vec<String> = ["red", "green", "blue", "cyan", "gold"]
+        .map(String::from)
+        .to_vec();
+    let rows = 300;
+    let x = ndarray::Array2::from_shape_fn((rows, 2), |(r, c)| match c {
+        0 => cell::level((r * 7 % 5) as u32),
+        _ => (r % 11) as f32 * 0.3,
+    });
+    // The class is the colour's index mod 3: only the embedding can tell.
+    let y = ndarray::Array2::from_shape_fn((rows, 1), |(r, _)| (r * 7 % 5 % 3) as f32);
+    let mut shape = DataShape::of(&Samples::new(x.view(), y.view()));
+    shape.columns = vec![
+        Column {
+            name: "colour".into(),
+            kind: ColumnKind::Category { levels },
+            has_missing: false,
+        },
+        Column {
+            name: "size".into(),
+            kind: ColumnKind::Number,
+            has_missing: false,
+        },
+    ];
+    let json = json!({
+        "model": {"layers": [
+            {"type": "dense", "units": 8, "activation": "tanh"},
+            {"type": "dense", "units": 3, "activation": "softmax"}
+        ]},
+        "features": {"colour": {"type": "string_categorical", "output_mode": "embedding", "embedding_dim": 3}},
+        "loss": "sparse_categorical_crossentropy",
+        "optimizer": {"type": "adam", "learning_rate": 0.05},
+        "metrics": ["accuracy"],
+        "epochs": 6, "batch_size": 32, "validation_split": 0.2, "seed": 5
+    });
+    let valid = crate::common::spec(json).validate(&shape).unwrap();
+    let opts = FitOptions {
+        batch_size: 32,
+        threads: 1,
+    };
+    let samples = || Samples::new(x.view(), y.view());
+    let mut all = Recorder::default();
+    let full = fit(&valid, samples(), None, &opts, &mut all).unwrap();
+    let mut first = Recorder {
+        cancel_after_epochs: Some(3),
+        ..Default::default()
+    };
+    let stopped = fit(&valid, samples(), None, &opts, &mut first).unwrap_err();
+    assert_eq!(stopped, TrainError::Cancelled { epochs_done: 3 });
+    let mut rest = Recorder::default();
+    let resumed = resume(
+        &valid,
+        samples(),
+        None,
+        &opts,
+        &first.checkpoints[2],
+        &mut rest,
+    )
+    .unwrap();
+    let bits = weight_bits(&full.model);
+    let table = &bits["encoding.colour.embeddings"];
+    assert_eq!(
+        table.len(),
+        (1 + 5) * 3,
+        "an out-of-vocabulary row and one per colour"
+    );
+    assert_eq!(weight_bits(&resumed.model), bits);
+    same_history(&resumed.history, &full.history);
+    let last = full.history.last().unwrap();
+    assert!(last.metrics["val_accuracy"] > 0.9, "{last:?}");
+
+    let saved = Model::from_safetensors(&full.model.to_safetensors()).unwrap();
+    assert_eq!(weight_bits(&saved), bits);
+    assert_eq!(
+        saved.predict(x.view()).unwrap(),
+        full.model.predict(x.view()).unwrap()
+    );
+}

@@ -22,7 +22,7 @@ pub use normalization::NormalizationSpec;
 
 pub(crate) use dense::{Dense, DenseGrads};
 pub(crate) use dropout::{Dropout, MaskKey};
-pub(crate) use encoding::Encoding;
+pub(crate) use encoding::{Encoding, TableGrads};
 pub(crate) use normalization::{Moments, Normalization};
 
 use crate::nn::error::SpecError;
@@ -48,6 +48,14 @@ pub(crate) enum Layer {
     Normalization(Normalization),
     Dense(Dense),
     Dropout(Dropout),
+}
+
+/// A trained layer's gradient buffers, shaped like its parameters.
+#[derive(Clone, Debug)]
+pub(crate) enum Grads {
+    Dense(DenseGrads),
+    /// The encoding's embedding tables, written only where a batch reached them.
+    Tables(TableGrads),
 }
 
 /// Where a layer spec stands in the list, for the checks that depend on it.
@@ -211,24 +219,29 @@ impl Layer {
         match self {
             Layer::Dense(d) => (d.params(), true),
             Layer::Dropout(_) => (0, true),
-            Layer::Encoding(_) => (0, false),
+            Layer::Encoding(e) => (e.params(), e.is_trained()),
             Layer::Normalization(n) => (n.params(), false),
         }
     }
 
     /// Whether gradients reach this layer's parameters.
     pub fn is_trained(&self) -> bool {
-        matches!(self, Layer::Dense(_))
+        match self {
+            Layer::Dense(_) => true,
+            Layer::Encoding(e) => e.is_trained(),
+            Layer::Dropout(_) | Layer::Normalization(_) => false,
+        }
     }
 
     /// The lengths of the trained parameter buffers, in the order the optimizer visits
-    /// them (a dense layer: kernel, then bias).
+    /// them (a dense layer: kernel, then bias; an encoding: its tables).
     pub fn trained_lengths(&self) -> Vec<usize> {
         match self {
             Layer::Dense(d) => std::iter::once(d.kernel.len())
                 .chain(d.bias.as_ref().map(|b| b.len()))
                 .collect(),
-            Layer::Dropout(_) | Layer::Normalization(_) | Layer::Encoding(_) => Vec::new(),
+            Layer::Encoding(e) => e.table_lengths().collect(),
+            Layer::Dropout(_) | Layer::Normalization(_) => Vec::new(),
         }
     }
 
@@ -252,8 +265,10 @@ impl Layer {
         match self {
             Layer::Dense(d) => d.push_tensors(name, list),
             Layer::Normalization(n) => n.push_tensors(name, list),
-            // Vocabularies are text: the encoding travels in the metadata.
-            Layer::Dropout(_) | Layer::Encoding(_) => {}
+            // Vocabularies are text: the encoding travels in the metadata, with only its
+            // embedding tables here.
+            Layer::Encoding(e) => e.push_tensors(name, list),
+            Layer::Dropout(_) => {}
         }
     }
 
@@ -267,11 +282,14 @@ impl Layer {
     }
 
     /// Gradient buffers shaped like the trained parameters.
-    pub fn gradients(&self) -> Result<Option<DenseGrads>, OutOfMemory> {
-        match self {
-            Layer::Dense(d) => DenseGrads::for_layer(d).map(Some),
-            Layer::Dropout(_) | Layer::Normalization(_) | Layer::Encoding(_) => Ok(None),
-        }
+    pub fn gradients(&self) -> Result<Option<Grads>, OutOfMemory> {
+        Ok(match self {
+            Layer::Dense(d) => Some(Grads::Dense(DenseGrads::for_layer(d)?)),
+            Layer::Encoding(e) if e.is_trained() => {
+                Some(Grads::Tables(TableGrads::for_encoding(e)?))
+            }
+            Layer::Dropout(_) | Layer::Normalization(_) | Layer::Encoding(_) => None,
+        })
     }
 
     /// Forward pass of `input`'s rows into `buf`; `dropout` is this layer's mask key in
@@ -303,24 +321,34 @@ impl Layer {
         input: ArrayView2<'_, f32>,
         buf: &mut LayerBuffers,
         d_is_dz: bool,
-        grads: Option<&mut DenseGrads>,
+        grads: Option<&mut Grads>,
         dx: Option<ArrayViewMut2<'_, f32>>,
         threads: usize,
     ) {
         let rows = input.nrows();
         let rows = ndarray::s![..rows, ..];
         match self {
-            Layer::Normalization(_) | Layer::Encoding(_) => {}
-            Layer::Dense(dense) => dense.backward(
-                input,
-                buf.z.slice(rows),
-                buf.a.slice(rows),
-                buf.d.slice_mut(rows),
-                d_is_dz,
-                grads.expect("gradient buffers for dense layers"),
-                dx,
-                threads,
-            ),
+            Layer::Normalization(_) => {}
+            Layer::Encoding(e) => {
+                if let Some(Grads::Tables(g)) = grads {
+                    e.backward(input, buf.d.slice(rows), g);
+                }
+            }
+            Layer::Dense(dense) => {
+                let Some(Grads::Dense(g)) = grads else {
+                    unreachable!("gradient buffers for dense layers")
+                };
+                dense.backward(
+                    input,
+                    buf.z.slice(rows),
+                    buf.a.slice(rows),
+                    buf.d.slice_mut(rows),
+                    d_is_dz,
+                    g,
+                    dx,
+                    threads,
+                )
+            }
             Layer::Dropout(d) => {
                 if let Some(dx) = dx {
                     d.backward(buf.z.slice(rows), buf.d.slice(rows), dx);

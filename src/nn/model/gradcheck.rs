@@ -3,7 +3,7 @@
 
 use ndarray::{Array2, ArrayView2};
 
-use crate::nn::layers::{Dense, Dropout, Layer, MaskKey, Normalization};
+use crate::nn::layers::{Dense, Dropout, Encoding, Grads, Layer, MaskKey, Normalization};
 use crate::nn::model::network::{Network, Workspace};
 use crate::nn::ops::loss::loss_sum;
 use crate::nn::ops::rng::{Rng, Stream};
@@ -87,50 +87,63 @@ fn check(net: Network, loss: LossKind, x: Array2<f32>, y: Array2<f32>) {
     let h = 1e-2f32;
     let mut checked = 0;
     for i in 0..net.layers.len() {
-        let Some(grads) = ws.grads[i].clone() else {
+        let Some(grads) = &ws.grads[i] else {
             continue;
         };
-        let Layer::Dense(d) = &net.layers[i] else {
-            unreachable!()
+        let reg = match &net.layers[i] {
+            Layer::Dense(d) => Reg { l1: d.l1, l2: d.l2 },
+            _ => Reg::default(),
         };
-        let reg = Reg { l1: d.l1, l2: d.l2 };
-        let mut analytic: Vec<(bool, usize, f32)> = d
-            .kernel
-            .iter()
-            .zip(grads.kernel.iter())
-            .enumerate()
-            .map(|(j, (&wv, &g))| (true, j, g + reg_grad(reg, wv)))
+        let mut probe = net.clone();
+        let params: Vec<Vec<f32>> = buffers(&mut probe.layers[i])
+            .into_iter()
+            .map(|b| b.to_vec())
             .collect();
-        if let Some(gb) = &grads.bias {
-            analytic.extend(gb.iter().enumerate().map(|(j, &g)| (false, j, g)));
-        }
-        for (is_kernel, j, g) in analytic {
-            let numeric = {
-                let eval = |delta: f32| {
-                    let mut probe = net.clone();
-                    let Layer::Dense(pd) = &mut probe.layers[i] else {
-                        unreachable!()
-                    };
-                    let buf = if is_kernel {
-                        pd.kernel.as_slice_mut().unwrap()
-                    } else {
-                        pd.bias.as_mut().unwrap().as_slice_mut().unwrap()
-                    };
-                    buf[j] += delta;
+        for (b, (values, grad)) in params.iter().zip(grad_buffers(grads)).enumerate() {
+            // Only a dense kernel (the first buffer) is regularized.
+            let reg = if b == 0 && matches!(net.layers[i], Layer::Dense(_)) {
+                reg
+            } else {
+                Reg::default()
+            };
+            for (j, (&wv, &g)) in values.iter().zip(grad).enumerate() {
+                let g = g + reg_grad(reg, wv);
+                let mut eval = |delta: f32| {
+                    buffers(&mut probe.layers[i])[b][j] = wv + delta;
                     objective(&probe, loss, x.view(), y.view(), &w)
                 };
-                (eval(h) - eval(-h)) / (2.0 * f64::from(h))
-            };
-            let err = (numeric - f64::from(g)).abs();
-            assert!(
-                err <= 1e-3 + 1e-2 * numeric.abs(),
-                "{loss:?} layer {i} {} {j}: analytic {g}, numeric {numeric}",
-                if is_kernel { "kernel" } else { "bias" }
-            );
-            checked += 1;
+                let numeric = (eval(h) - eval(-h)) / (2.0 * f64::from(h));
+                buffers(&mut probe.layers[i])[b][j] = wv;
+                let err = (numeric - f64::from(g)).abs();
+                assert!(
+                    err <= 1e-3 + 1e-2 * numeric.abs(),
+                    "{loss:?} layer {i} buffer {b} entry {j}: analytic {g}, numeric {numeric}"
+                );
+                checked += 1;
+            }
         }
     }
     assert!(checked > 0);
+}
+
+/// A trained layer's parameter buffers, in the order of its gradient buffers.
+fn buffers(layer: &mut Layer) -> Vec<&mut [f32]> {
+    match layer {
+        Layer::Dense(d) => std::iter::once(d.kernel.as_slice_mut().unwrap())
+            .chain(d.bias.as_mut().map(|b| b.as_slice_mut().unwrap()))
+            .collect(),
+        Layer::Encoding(e) => e.tables_mut().map(|t| t.as_slice_mut().unwrap()).collect(),
+        Layer::Dropout(_) | Layer::Normalization(_) => Vec::new(),
+    }
+}
+
+fn grad_buffers(grads: &Grads) -> Vec<&[f32]> {
+    match grads {
+        Grads::Dense(g) => std::iter::once(g.kernel.as_slice().unwrap())
+            .chain(g.bias.as_ref().map(|b| b.as_slice().unwrap()))
+            .collect(),
+        Grads::Tables(g) => g.tables.iter().map(|t| t.as_slice().unwrap()).collect(),
+    }
 }
 
 fn reg_grad(reg: Reg, w: f32) -> f32 {
@@ -316,7 +329,10 @@ fn dropout_backward_uses_the_forward_mask() {
         Some(last.d.view_mut()),
     );
     net.backward(x.view(), &mut ws, false, 1);
-    let g = ws.grads[0].as_ref().unwrap().kernel.clone();
+    let Some(Grads::Dense(g)) = &ws.grads[0] else {
+        unreachable!()
+    };
+    let g = g.kernel.clone();
     for j in 0..g.len() {
         let probe = |delta: f32| {
             let mut p = net.clone();
@@ -333,4 +349,75 @@ fn dropout_backward_uses_the_forward_mask() {
             "{j}: {analytic} vs {numeric}"
         );
     }
+}
+
+#[test]
+fn embedding_tables_of_the_encoding() {
+    use crate::nn::data::cell;
+    use crate::nn::layers::encoding::{EncodedColumn, How};
+    let mut rng = Rng::new(8, Stream::Init);
+    let vocabulary: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    let columns = vec![
+        EncodedColumn {
+            name: "city".into(),
+            how: How::Embed {
+                kept: vocabulary[..3].to_vec(),
+                vocabulary,
+                num_oov: 2,
+                missing_level: None,
+                indicator: true,
+                dim: 3,
+            },
+        },
+        EncodedColumn {
+            name: "age".into(),
+            how: How::Standardize {
+                mean: 1.0,
+                inv_std: 0.5,
+                indicator: false,
+                fill: None,
+            },
+        },
+    ];
+    let mut encoding = Encoding::new(columns, Vec::new(), None);
+    encoding.init_tables(&mut rng).unwrap();
+    // Embedding rows of ±0.05 barely move the loss: larger ones make the check sharp.
+    encoding
+        .tables_mut()
+        .for_each(|t| t.mapv_inplace(|w| w * 10.0));
+    let width = encoding.width();
+    assert_eq!(width, 3 + 1 + 1);
+    let net = Network {
+        input_width: 2,
+        layers: vec![
+            Layer::Encoding(encoding),
+            dense(width, 4, Activation::Tanh, true, (0.0, 0.0), &mut rng),
+            dense(4, 3, Activation::Softmax, true, (0.0, 0.0), &mut rng),
+        ],
+    };
+    // "d" is not kept (an out-of-vocabulary slot), a missing cell has a level of its
+    // own, and one slot is left untouched: its gradient must be zero.
+    let city = [
+        cell::level(0),
+        cell::level(1),
+        cell::level(3),
+        cell::MISSING,
+        cell::level(0),
+        cell::level(2),
+        cell::level(1),
+    ];
+    let x = Array2::from_shape_fn((city.len(), 2), |(r, c)| {
+        if c == 0 {
+            city[r]
+        } else {
+            r as f32 * 0.7 - 1.0
+        }
+    });
+    let y = targets(
+        LossKind::SparseCategoricalCrossentropy,
+        city.len(),
+        3,
+        &mut rng,
+    );
+    check(net, LossKind::SparseCategoricalCrossentropy, x, y);
 }

@@ -2,7 +2,7 @@
 
 use ndarray::{s, ArrayView2};
 
-use crate::nn::layers::{DenseGrads, Encoding, Layer, LayerBuffers, MaskKey, Normalization};
+use crate::nn::layers::{Encoding, Grads, Layer, LayerBuffers, MaskKey, Normalization};
 use crate::nn::ops::alloc::{zeros2, OutOfMemory};
 use crate::nn::ops::rng::Rng;
 use crate::nn::spec::TrainingSpec;
@@ -25,7 +25,8 @@ impl Network {
     ) -> Result<Network, OutOfMemory> {
         let mut width = features;
         let mut layers = Vec::new();
-        if let Some(encoding) = encoding {
+        if let Some(mut encoding) = encoding {
+            encoding.init_tables(rng)?;
             width = encoding.width();
             layers.push(Layer::Encoding(encoding));
         }
@@ -131,7 +132,7 @@ impl Network {
 #[derive(Debug)]
 pub(crate) struct Workspace {
     pub layers: Vec<LayerBuffers>,
-    pub grads: Vec<Option<DenseGrads>>,
+    pub grads: Vec<Option<Grads>>,
 }
 
 impl Workspace {

@@ -83,6 +83,7 @@ impl Model {
                     How::Rescale { indicator, .. } => ("rescale", *indicator),
                     How::Discretize { indicator, .. } => ("discretize", *indicator),
                     How::OneHot { indicator, .. } => ("one_hot", *indicator),
+                    How::Embed { indicator, .. } => ("embedding", *indicator),
                     How::Hashed { indicator, .. } => ("hashed", *indicator),
                 };
                 InputSummary {
@@ -90,7 +91,7 @@ impl Model {
                     encoding: encoding.to_owned(),
                     width: c.how.width(),
                     levels: match &c.how {
-                        How::OneHot { kept, .. } => Some(kept.clone()),
+                        How::OneHot { kept, .. } | How::Embed { kept, .. } => Some(kept.clone()),
                         _ => None,
                     },
                     bin_boundaries: match &c.how {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::nn::error::ModelError;
-use crate::nn::layers::{unique_names, Encoding, Layer, LayerSpec};
+use crate::nn::layers::{encoding, unique_names, Encoding, Layer, LayerSpec};
 use crate::nn::model::network::Network;
 use crate::nn::model::Model;
 use crate::nn::spec::TrainingSpec;
@@ -128,10 +128,11 @@ impl Model {
         let mut width = features;
         let mut layers = Vec::new();
         if let Some(json) = meta.get("encoding") {
-            let encoding = serde_json::from_str::<Encoding>(json)
+            let mut encoding = serde_json::from_str::<Encoding>(json)
                 .map_err(|e| format!("encoding in the metadata: {e}"))?
                 .restored()
                 .ok_or("the encoding's crosses name columns that are not categorical")?;
+            encoding.read_tables(st, &format!("{prefix}{}", encoding::NAME))?;
             if encoding.input_width() != features {
                 return Err(format!(
                     "the encoding reads {} columns, the model {features}",
@@ -147,7 +148,7 @@ impl Model {
                 layers.push(layer);
             }
         }
-        if !layers.iter().any(Layer::is_trained) {
+        if !layers.iter().any(|l| matches!(l, Layer::Dense(_))) {
             return Err("the spec has no dense layer".to_owned());
         }
         Ok(Model::new(

@@ -6,7 +6,7 @@ use utoipa::ToSchema;
 use crate::nn::data::split::split_sizes;
 use crate::nn::data::DataShape;
 use crate::nn::error::SpecError;
-use crate::nn::layers::encoding::{width_bound, EncodingFit};
+use crate::nn::layers::encoding::{table_bound, width_bound, EncodingFit};
 use crate::nn::spec::check_model::{check_model, ModelFacts};
 use crate::nn::spec::{
     EarlyStoppingSpec, LossKind, MetricKind, ModeSpec, ReduceLrSpec, TrainingSpec,
@@ -79,6 +79,11 @@ impl ValidSpec {
             EncodingFit::new(&f.columns, &f.plans, &f.crosses, f.class_names.clone())
                 .with_missing_markers(f.missing_markers.clone())
         })
+    }
+
+    /// Values in the encoding's embedding tables at most (before fitting).
+    pub(crate) fn embedding_values_bound(&self) -> usize {
+        table_bound(&self.facts.plans)
     }
 
     /// The first layer's input width at most: the features, or their widest encoding.

@@ -122,7 +122,7 @@ fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nn::layers::{Dense, Dropout};
+    use crate::nn::layers::{Dense, Dropout, Grads};
     use crate::nn::ops::rng::{Rng, Stream};
     use crate::nn::spec::{Activation, DenseSpec, Initializer};
     use ndarray::Array2;
@@ -200,11 +200,11 @@ mod tests {
             let s2 = forward_backward(&net, &mut split, &batch_step);
             assert!((s1 - s2).abs() < 1e-9 * s1.abs(), "{s1} vs {s2}");
             for (i, g) in whole[0].grads.iter().enumerate() {
-                let Some(g) = g else { continue };
-                let (a, b) = (
-                    split[0].grads[i].as_ref().unwrap(),
-                    split[1].grads[i].as_ref().unwrap(),
-                );
+                let (Some(Grads::Dense(g)), Some(Grads::Dense(a)), Some(Grads::Dense(b))) =
+                    (g, &split[0].grads[i], &split[1].grads[i])
+                else {
+                    continue;
+                };
                 let sum = &a.kernel + &b.kernel;
                 for (u, v) in g.kernel.iter().zip(sum.iter()) {
                     assert!((u - v).abs() <= 1e-6 + 1e-5 * u.abs(), "{u} vs {v}");

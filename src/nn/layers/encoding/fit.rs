@@ -296,15 +296,27 @@ fn fitted(plan: Plan, stats: ColumnFit, vocabulary: Vec<String>) -> How {
                 Plan::Lookup {
                     max_tokens,
                     num_oov,
+                    embedding_dim,
                     ..
                 } => {
                     seen.truncate(max_tokens);
-                    How::OneHot {
-                        vocabulary,
-                        kept: seen.into_iter().map(|(_, level)| level).collect(),
-                        num_oov,
-                        missing_level,
-                        indicator,
+                    let kept = seen.into_iter().map(|(_, level)| level).collect();
+                    match embedding_dim {
+                        None => How::OneHot {
+                            vocabulary,
+                            kept,
+                            num_oov,
+                            missing_level,
+                            indicator,
+                        },
+                        Some(dim) => How::Embed {
+                            vocabulary,
+                            kept,
+                            num_oov,
+                            missing_level,
+                            indicator,
+                            dim,
+                        },
                     }
                 }
                 Plan::Hashed { num_bins, .. } => How::Hashed {

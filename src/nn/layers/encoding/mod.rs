@@ -8,19 +8,21 @@
 //! choose other encodings per column ([`spec`]), and `crosses` add hashed crosses. Not
 //! trained: no parameters, no gradient. Rows arrive as cells (`data::cell`).
 
+mod embedding;
 mod fit;
 pub(crate) mod hash;
 pub(crate) mod spec;
 
 use std::collections::HashMap;
 
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::nn::data::cell::{self, Cell};
 use crate::nn::data::ColumnKind;
 
+pub(crate) use self::embedding::TableGrads;
 pub(crate) use self::fit::EncodingFit;
 use self::spec::{CrossPlan, Plan, Scale};
 
@@ -44,6 +46,10 @@ pub(crate) struct Encoding {
     /// Code → slot per categorical column, rebuilt from `columns` on load.
     #[serde(skip)]
     slots: Vec<Option<Slots>>,
+    /// The trained table of each embedded column (`None` for the others): its tensors,
+    /// drawn by `init_tables` or read by `read_tables`.
+    #[serde(skip)]
+    tables: Vec<Option<Array2<f32>>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -101,6 +107,20 @@ pub(crate) enum How {
         missing_level: Option<String>,
         #[serde(default, skip_serializing_if = "is_false")]
         indicator: bool,
+    },
+    /// A trained row of `dim` values per slot, the slots as `OneHot`'s (Keras'
+    /// `Embedding` after `StringLookup`); the table is in the model's tensors.
+    #[serde(rename = "embedding")]
+    Embed {
+        vocabulary: Vec<String>,
+        kept: Vec<String>,
+        #[serde(default = "one", skip_serializing_if = "is_one")]
+        num_oov: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        missing_level: Option<String>,
+        #[serde(default, skip_serializing_if = "is_false")]
+        indicator: bool,
+        dim: usize,
     },
     /// One-hot over `num_bins` buckets of the level's text (a number's decimal text).
     Hashed {
@@ -208,6 +228,7 @@ impl How {
                 indicator,
                 ..
             } => num_oov + kept.len() + usize::from(*indicator),
+            How::Embed { dim, indicator, .. } => dim + usize::from(*indicator),
             How::Hashed {
                 num_bins,
                 indicator,
@@ -227,6 +248,13 @@ impl How {
     fn slots(&self) -> Option<Slots> {
         match self {
             How::OneHot {
+                vocabulary,
+                kept,
+                num_oov,
+                missing_level,
+                ..
+            }
+            | How::Embed {
                 vocabulary,
                 kept,
                 num_oov,
@@ -295,12 +323,14 @@ impl Encoding {
         class_names: Option<Vec<String>>,
     ) -> Encoding {
         let slots = columns.iter().map(|c| c.how.slots()).collect();
+        let tables = vec![None; columns.len()];
         Encoding {
             columns,
             crosses,
             class_names,
             missing_markers: None,
             slots,
+            tables,
         }
     }
 
@@ -332,7 +362,8 @@ impl Encoding {
     /// One row of cells into its encoding (`out` of [`Encoding::width`] values).
     pub fn forward_row(&self, x: &[f32], out: &mut [f32]) {
         let mut at = 0;
-        for ((column, slots), &value) in self.columns.iter().zip(&self.slots).zip(x) {
+        let cells = self.columns.iter().zip(&self.slots).zip(&self.tables);
+        for (((column, slots), table), &value) in cells.zip(x) {
             let width = column.how.width();
             let target = &mut out[at..at + width];
             // A numeric encoding reads anything but a number as missing; a categorical one
@@ -389,7 +420,13 @@ impl Encoding {
                     target[slots.slot(value) as usize] = 1.0;
                     *indicator
                 }
-                (How::OneHot { .. } | How::Hashed { .. }, None) => {
+                (How::Embed { dim, indicator, .. }, Some(slots)) => {
+                    let table = table.as_ref().expect("a table per embedded column");
+                    let row = table.row(slots.slot(value) as usize);
+                    target[..*dim].copy_from_slice(row.as_slice().expect("contiguous rows"));
+                    *indicator
+                }
+                (How::OneHot { .. } | How::Hashed { .. } | How::Embed { .. }, None) => {
                     unreachable!("slots per categorical column")
                 }
             };
@@ -521,9 +558,10 @@ pub(crate) fn width_bound(plans: &[Plan], crosses: &[CrossPlan]) -> usize {
             Plan::Lookup {
                 max_tokens,
                 num_oov,
+                embedding_dim,
                 indicator,
                 ..
-            } => max_tokens + num_oov + usize::from(*indicator),
+            } => embedding_dim.unwrap_or(max_tokens + num_oov) + usize::from(*indicator),
             Plan::Hashed {
                 num_bins,
                 indicator,
@@ -532,6 +570,22 @@ pub(crate) fn width_bound(plans: &[Plan], crosses: &[CrossPlan]) -> usize {
         })
         .sum();
     columns + crosses.iter().map(|c| c.crossing_dim).sum::<usize>()
+}
+
+/// The most values the embedding tables of `plans` can hold, before fitting.
+pub(crate) fn table_bound(plans: &[Plan]) -> usize {
+    plans
+        .iter()
+        .map(|plan| match plan {
+            Plan::Lookup {
+                max_tokens,
+                num_oov,
+                embedding_dim: Some(dim),
+                ..
+            } => (max_tokens + num_oov) * dim,
+            _ => 0,
+        })
+        .sum()
 }
 
 /// Whether a cell is one a column of this kind can hold; the problem otherwise.

@@ -98,9 +98,14 @@ pub struct FeatureConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
     pub num_oov_indices: Option<usize>,
-    /// Categorical: only `one_hot`.
+    /// Categorical: `one_hot` (default), or `embedding`: a trained table of
+    /// `embedding_dim` values per slot (Keras' `Embedding` after `StringLookup`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_mode: Option<OutputMode>,
+    /// Values per slot of an `embedding` (required with it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub embedding_dim: Option<usize>,
     /// `float_discretized`, `string_hashed`, `integer_hashed`: bins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 1)]
@@ -129,6 +134,8 @@ pub struct FeatureConfig {
 pub enum OutputMode {
     #[default]
     OneHot,
+    /// Categorical columns only: a trained embedding table.
+    Embedding,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
@@ -175,6 +182,8 @@ pub(crate) enum Plan {
     Lookup {
         max_tokens: usize,
         num_oov: usize,
+        /// Values per slot when the column is embedded (one-hot otherwise).
+        embedding_dim: Option<usize>,
         fill: Fill,
         indicator: bool,
     },
@@ -274,6 +283,12 @@ pub(crate) fn plan(
     let mut crosses = Vec::new();
     for (i, cross) in options.crosses.iter().enumerate() {
         let field = format!("crosses[{i}]");
+        if cross.output_mode == OutputMode::Embedding {
+            return Err(SpecError::incompatible(
+                format!("{field}.output_mode"),
+                "a cross is one-hot over its buckets: only \"one_hot\"",
+            ));
+        }
         if cross.feature_names.len() < 2 {
             return Err(SpecError::range(
                 format!("{field}.feature_names"),
@@ -335,6 +350,7 @@ fn default_plan(column: &Column) -> Plan {
         ColumnKind::Category { .. } => Plan::Lookup {
             max_tokens: MAX_TOKENS,
             num_oov: 1,
+            embedding_dim: None,
             fill: Fill::OwnLevel,
             indicator: false,
         },
@@ -391,6 +407,11 @@ fn column_plan(field: &str, column: &Column, feature: &FeatureSpec) -> Result<Pl
             allowed.lookup,
         ),
         ("output_mode", config.output_mode.is_some(), allowed.lookup),
+        (
+            "embedding_dim",
+            config.embedding_dim.is_some(),
+            allowed.lookup,
+        ),
         ("num_bins", config.num_bins.is_some(), allowed.bins),
         (
             "bin_boundaries",
@@ -458,12 +479,17 @@ fn column_plan(field: &str, column: &Column, feature: &FeatureSpec) -> Result<Pl
                 indicator,
             }
         }
-        FeatureType::IntegerCategorical | FeatureType::StringCategorical => Plan::Lookup {
-            max_tokens: slots(option("max_tokens"), config.max_tokens, MAX_TOKENS, 1)?,
-            num_oov: slots(option("num_oov_indices"), config.num_oov_indices, 1, 1)?,
-            fill,
-            indicator: indicator.unwrap_or(false),
-        },
+        FeatureType::IntegerCategorical | FeatureType::StringCategorical => {
+            let max_tokens = slots(option("max_tokens"), config.max_tokens, MAX_TOKENS, 1)?;
+            let num_oov = slots(option("num_oov_indices"), config.num_oov_indices, 1, 1)?;
+            Plan::Lookup {
+                max_tokens,
+                num_oov,
+                embedding_dim: embedding_dim(field, config, max_tokens + num_oov)?,
+                fill,
+                indicator: indicator.unwrap_or(false),
+            }
+        }
         FeatureType::StringHashed | FeatureType::IntegerHashed => Plan::Hashed {
             // Required: a default would hide a choice that decides the collisions.
             num_bins: slots(option("num_bins"), config.num_bins, 0, 1)?,
@@ -473,6 +499,46 @@ fn column_plan(field: &str, column: &Column, feature: &FeatureSpec) -> Result<Pl
     })
 }
 
+/// The most values one embedding table may hold (slots × `embedding_dim`): 64 MiB of
+/// weights, each with its gradient and moments while training.
+pub(crate) const MAX_EMBEDDING_VALUES: usize = 1 << 24;
+
+/// An embedded column's values per slot, `None` for one-hot; `slots` the table's rows at
+/// most.
+fn embedding_dim(
+    field: &str,
+    config: &FeatureConfig,
+    slots_bound: usize,
+) -> Result<Option<usize>, SpecError> {
+    let option = format!("{field}.embedding_dim");
+    match (config.output_mode.unwrap_or_default(), config.embedding_dim) {
+        (OutputMode::OneHot, None) => Ok(None),
+        (OutputMode::OneHot, Some(_)) => Err(SpecError::incompatible(
+            option,
+            "embedding_dim applies to output_mode \"embedding\" only",
+        )),
+        (OutputMode::Embedding, None) => Err(SpecError::range(
+            option,
+            "given with output_mode \"embedding\" (the values per slot, such as 8)",
+            "nothing",
+        )),
+        (OutputMode::Embedding, Some(dim)) => {
+            let dim = slots(option.clone(), Some(dim), 1, 1)?;
+            if slots_bound.saturating_mul(dim) > MAX_EMBEDDING_VALUES {
+                return Err(SpecError::range(
+                    option,
+                    &format!(
+                        "such that (max_tokens + num_oov_indices) × embedding_dim is at most \
+                         {MAX_EMBEDDING_VALUES}"
+                    ),
+                    format!("{dim} for {slots_bound} slots"),
+                ));
+            }
+            Ok(Some(dim))
+        }
+    }
+}
+
 impl FeatureConfig {
     fn of(kind: FeatureType) -> FeatureConfig {
         FeatureConfig {
@@ -480,6 +546,7 @@ impl FeatureConfig {
             max_tokens: None,
             num_oov_indices: None,
             output_mode: None,
+            embedding_dim: None,
             num_bins: None,
             bin_boundaries: None,
             scale: None,
@@ -750,6 +817,7 @@ mod tests {
             Plan::Lookup {
                 max_tokens: 5,
                 num_oov: 1,
+                embedding_dim: None,
                 fill: Fill::OwnLevel,
                 indicator: false
             }
