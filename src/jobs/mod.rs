@@ -17,9 +17,13 @@ use serde_json::Value;
 use tokio::sync::{watch, Notify, Semaphore};
 use uuid::Uuid;
 
-use crate::nn::{human, training_memory, DataShape, MemoryEstimate, ValidSpec};
+use crate::nn::{
+    human, training_memory, DataShape, MemoryEstimate, SpecError, TrainingSpec, ValidSpec,
+};
 use crate::serving::ModelCache;
-use crate::store::{Dataset, Job, JobRows, JobStatus, NewJob, Store, StoreError, MAX_CRASHES};
+use crate::store::{
+    Dataset, Job, JobRows, JobStatus, LeftOut, NewJob, Store, StoreError, MAX_CRASHES,
+};
 
 /// How much the scheduler runs and admits.
 #[derive(Debug, Clone)]
@@ -204,6 +208,7 @@ impl Scheduler {
                         training,
                         validation,
                         unlabelled: dataset.unlabelled_rows,
+                        dropped: dataset.left_out.rows,
                     }
                 },
             })
@@ -248,6 +253,23 @@ fn dataset_bytes(dataset: &Dataset) -> u64 {
     (dataset.rows as u64)
         .saturating_mul((dataset.features() + dataset.targets()) as u64)
         .saturating_mul(4)
+}
+
+/// Sets `dataset` to leave out the `rows` labelled rows that miss a value of `valid`'s
+/// `missing: "drop_row"` columns, and validates `spec` again on the rows left (its split
+/// sizes depend on them).
+pub fn leave_out(
+    spec: &TrainingSpec,
+    valid: ValidSpec,
+    dataset: &mut Dataset,
+    rows: usize,
+) -> Result<ValidSpec, SpecError> {
+    let required = valid.drop_row_columns();
+    if required.is_empty() {
+        return Ok(valid);
+    }
+    dataset.left_out = LeftOut { required, rows };
+    spec.validate(&data_shape(dataset))
 }
 
 /// What spec validation needs to know about a stored dataset.

@@ -150,9 +150,11 @@ async fn load(inner: &Inner, job: &Job, dataset: &Dataset) -> Result<Rows, JobEr
 
 async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Result<Uuid, JobError> {
     let store = &inner.store;
-    let dataset = store.dataset(job.dataset_id).await?;
-    let spec =
-        TrainingSpec::from_json(&job.spec.to_string())?.validate(&super::data_shape(&dataset))?;
+    let mut dataset = store.dataset(job.dataset_id).await?;
+    let spec = TrainingSpec::from_json(&job.spec.to_string())?;
+    let valid = spec.validate(&super::data_shape(&dataset))?;
+    let dropped = job.rows.map_or(0, |r| r.dropped);
+    let spec = super::leave_out(&spec, valid, &mut dataset, dropped)?;
     let rows = load(inner, job, &dataset).await?;
     let mut checkpoint = store.checkpoint(job.id).await?;
     let finished = store.trials(job.id).await?;

@@ -26,14 +26,17 @@ pub fn values(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
 }
 
 /// Drops the rows (of `width` values, the targets after `features`) whose target is
-/// missing; they are stored, but nothing can be learnt from them.
-pub fn keep_labelled(values: &mut Vec<f32>, width: usize, features: usize) {
+/// missing, for nothing can be learnt from them, and those missing a `required` feature
+/// cell (a job's `drop_row` columns); they stay stored.
+pub fn keep_complete(values: &mut Vec<f32>, width: usize, features: usize, required: &[usize]) {
     let mut kept = 0;
     for row in 0..values.len() / width {
         let start = row * width;
-        if values[start + features..start + width]
-            .iter()
-            .any(|v| v.is_nan())
+        let cells = &values[start..start + width];
+        if cells[features..].iter().any(|v| v.is_nan())
+            || required
+                .iter()
+                .any(|&j| matches!(cell::decode(cells[j]), cell::Cell::Missing))
         {
             continue;
         }

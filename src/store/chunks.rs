@@ -21,7 +21,7 @@ impl Store {
                 dataset.id, dataset.rows
             )));
         }
-        if dataset.unlabelled_rows > 0 {
+        if dataset.leaves_rows_out() {
             // Which rows go depends on the cells: one pass over the chunks counts them.
             for (idx, rows) in rows.iter_mut().enumerate() {
                 *rows = self.dataset_chunk(dataset, idx, Vec::new()).await?.len()
@@ -29,6 +29,30 @@ impl Store {
             }
         }
         Ok(rows)
+    }
+
+    /// How many labelled rows of `dataset` miss a cell of `required` (one pass over the
+    /// chunks: which rows do depends on the cells).
+    pub async fn rows_missing(&self, dataset: &Dataset, required: &[usize]) -> Result<usize> {
+        use chunk_codec::cell::{decode, Cell};
+        let width = dataset.features() + dataset.targets();
+        let labelled = Dataset {
+            left_out: Default::default(),
+            ..dataset.clone()
+        };
+        let mut missing = 0;
+        let mut values = Vec::new();
+        for idx in 0..self.dataset_chunk_count(dataset).await? {
+            values = self.dataset_chunk(&labelled, idx, values).await?;
+            let rows = values.chunks_exact(width);
+            missing += rows
+                .filter(|row| {
+                    let mut cells = required.iter().map(|&j| decode(row[j]));
+                    cells.any(|c| matches!(c, Cell::Missing))
+                })
+                .count();
+        }
+        Ok(missing)
     }
 
     /// Chunk `idx` of `dataset` as rows of features then targets, in `values` (emptied

@@ -90,6 +90,17 @@ pub struct Dataset {
     /// The missing-value markers the upload read (`None`: the defaults).
     pub na_values: Option<Vec<String>>,
     pub created_at: DateTime<Utc>,
+    /// What a job leaves out besides the unlabelled rows; not stored with the dataset.
+    pub left_out: LeftOut,
+}
+
+/// The rows a job's `missing: "drop_row"` columns leave out of training.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeftOut {
+    /// Feature columns a trained row must have.
+    pub required: Vec<usize>,
+    /// Labelled rows missing one of them.
+    pub rows: usize,
 }
 
 impl Dataset {
@@ -101,9 +112,14 @@ impl Dataset {
         self.target_names.len()
     }
 
-    /// Rows training can use: those with a target.
+    /// Rows training reads: those with a target and every required cell.
     pub fn labelled_rows(&self) -> usize {
-        self.rows - self.unlabelled_rows
+        self.rows - self.unlabelled_rows - self.left_out.rows
+    }
+
+    /// Whether training reads fewer rows than are stored, so which depends on the cells.
+    pub fn leaves_rows_out(&self) -> bool {
+        self.unlabelled_rows > 0 || !self.left_out.required.is_empty()
     }
 
     /// The feature columns' types for the engine, when any is not a complete number
@@ -133,12 +149,13 @@ impl Dataset {
     }
 
     /// Stored rows (cells, features then targets) as training reads them: without the
-    /// rows whose target is missing, and with text labels as class indices in the sorted
-    /// order of the labels (the upload stored them in order of first appearance).
+    /// rows whose target or a required cell is missing, and with text labels as class
+    /// indices in the sorted order of the labels (the upload stored them in order of first
+    /// appearance).
     pub fn training_rows(&self, values: &mut Vec<f32>) {
         let (features, width) = (self.features(), self.features() + self.targets());
-        if self.unlabelled_rows > 0 {
-            chunk_codec::keep_labelled(values, width, features);
+        if self.leaves_rows_out() {
+            chunk_codec::keep_complete(values, width, features, &self.left_out.required);
         }
         let targets = self.column_reports.get(features..).unwrap_or_default();
         for (j, report) in targets.iter().enumerate() {
@@ -252,6 +269,7 @@ impl TryFrom<DatasetRow> for Dataset {
                 .map(|v| from_json(v, "dataset missing markers"))
                 .transpose()?,
             created_at: row.created_at,
+            left_out: LeftOut::default(),
         })
     }
 }
@@ -301,6 +319,7 @@ impl DatasetWriter {
             unlabelled_rows: meta.table.unlabelled_rows,
             na_values: meta.table.na_values,
             created_at: Utc::now(),
+            left_out: LeftOut::default(),
         };
         sqlx::query(&format!(
             "INSERT INTO datasets ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"

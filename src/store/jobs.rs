@@ -90,6 +90,8 @@ pub struct JobRows {
     pub validation: usize,
     /// Rows of the dataset whose target is missing: left out of training.
     pub unlabelled: usize,
+    /// Labelled rows missing a value of a `missing: "drop_row"` column: left out too.
+    pub dropped: usize,
 }
 
 /// Where a running job's rows come from.
@@ -145,13 +147,14 @@ struct JobRow {
     training_rows: Option<i64>,
     validation_rows: Option<i64>,
     unlabelled_rows: Option<i64>,
+    dropped_rows: i64,
 }
 
 const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
     monitor, monitor_mode, \
     best_trial, best_epoch, best_value, stopped_early, overfitting_epoch, error, model_id, \
     created_at, started_at, finished_at, data_path, estimated_peak_bytes, \
-    training_rows, validation_rows, unlabelled_rows";
+    training_rows, validation_rows, unlabelled_rows, dropped_rows";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -186,6 +189,7 @@ impl TryFrom<JobRow> for Job {
                     training: training as usize,
                     validation: validation as usize,
                     unlabelled: unlabelled as usize,
+                    dropped: row.dropped_rows as usize,
                 }),
                 _ => None,
             },
@@ -222,8 +226,8 @@ impl Store {
         let row = sqlx::query_as::<_, JobRow>(&format!(
             "INSERT INTO jobs (id, dataset_id, spec, status, batch_sizes, epochs, monitor, \
              monitor_mode, created_at, estimated_peak_bytes, training_rows, validation_rows, \
-             unlabelled_rows) \
-             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12 \
+             unlabelled_rows, dropped_rows) \
+             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
              WHERE EXISTS (SELECT 1 FROM datasets WHERE id = ?2) \
              RETURNING {COLUMNS}"
         ))
@@ -239,6 +243,7 @@ impl Store {
         .bind(new.rows.training as i64)
         .bind(new.rows.validation as i64)
         .bind(new.rows.unlabelled as i64)
+        .bind(new.rows.dropped as i64)
         .fetch_optional(&self.pool)
         .await?;
         row.ok_or(StoreError::NotFound {

@@ -18,7 +18,7 @@ use sqlx::SqlitePool;
 use uuid::Uuid;
 
 pub use datasets::{
-    ColumnReport, ColumnType, Dataset, DatasetWriter, NewDataset, Table, TargetStats,
+    ColumnReport, ColumnType, Dataset, DatasetWriter, LeftOut, NewDataset, Table, TargetStats,
 };
 pub use jobs::{DataPath, Job, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
 pub use models::{JobOutcome, StoredModel};

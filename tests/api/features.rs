@@ -5,7 +5,9 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, churn_spec as spec, churn_table, spawn_app, TestApp};
+use crate::helpers::{
+    assert_problem, churn_spec as spec, churn_table, spawn_app, spawn_with, Options, TestApp,
+};
 use crate::tables::succeeded_with_accuracy;
 
 /// (column, encoding, width) of each input in a model's summary.
@@ -147,6 +149,66 @@ async fn an_embedded_column_trains_its_table() {
     assert!(answer["classes"][2].is_string(), "{answer}");
 }
 
+/// `missing: "drop_row"` leaves the rows without a tenure out of training and validation,
+/// in memory and streamed alike; the job counts them, and predict refuses a row without
+/// one (the model learnt nothing for it).
+#[tokio::test]
+async fn drop_row_leaves_the_rows_without_the_value_out() {
+    let csv = churn_table(2000, 11);
+    let empty = csv
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(',').nth(2) == Some(""))
+        .count();
+    assert!(empty > 100, "{empty}");
+    let in_memory = spawn_app().await;
+    let streamed = spawn_with(Options {
+        workers: Some(1),
+        dataset_memory_bytes: Some(8 << 10),
+        ..Options::with(|c| c.dataset_chunk_bytes = 4 << 10)
+    })
+    .await;
+    for (app, path) in [(&in_memory, "memory"), (&streamed, "streamed")] {
+        let dataset = app.upload(csv.clone(), "?target=churn").await;
+        let mut job = spec(dataset["id"].as_str().unwrap());
+        job["features"] = json!({"tenure": {"type": "float_normalized", "missing": "drop_row"}});
+        let job = app.submit(&job).await;
+        let job = succeeded_with_accuracy(app, &job).await;
+        assert_eq!(job["data_path"], path, "{job}");
+        let rows = &job["rows"];
+        assert_eq!(rows["dropped"], empty, "{job}");
+        assert_eq!(rows["unlabelled"], 0, "{job}");
+        let trained = rows["training"].as_u64().unwrap() + rows["validation"].as_u64().unwrap();
+        assert_eq!(trained as usize, 2000 - empty, "{job}");
+        let (model_id, inputs, model) = inputs(app, &job).await;
+        // No trained row misses a tenure, so there is no indicator.
+        assert_eq!(
+            inputs[2],
+            ("tenure".into(), "standardize".into(), 1),
+            "{model}"
+        );
+        let predict = format!("/models/{model_id}/predict");
+        let answer: Value = app
+            .post_json(
+                &predict,
+                &json!({"instances": [{"plan": "pro", "tenure": 30}]}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["classes"], json!(["yes"]), "{answer}");
+        let body =
+            json!({"instances": [{"plan": "pro", "tenure": 30}, {"plan": "pro", "tenure": null}]});
+        assert_problem(
+            app.post_json(&predict, &body).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["tenure", "drop_row"],
+        )
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn an_excluded_column_is_not_read() {
     let app = spawn_app().await;
@@ -244,6 +306,10 @@ async fn bad_column_choices_are_refused_naming_the_column() {
         (
             json!({"features": {"plan": {"type": "string_hashed", "num_bins": 8, "output_mode": "embedding"}}}),
             vec!["features.plan.output_mode", "string_hashed"],
+        ),
+        (
+            json!({"features": {"tenure": {"type": "float", "missing": "drop_row", "missing_indicator": true}}}),
+            vec!["features.tenure.missing_indicator", "drop_row"],
         ),
         (
             json!({"crosses": [{"feature_names": ["plan", "region"], "crossing_dim": 4, "output_mode": "embedding"}]}),

@@ -348,7 +348,7 @@ async fn rows_without_a_label_are_left_out_of_training() {
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(
         done["rows"],
-        json!({"training": 270, "validation": 0, "unlabelled": 30})
+        json!({"training": 270, "validation": 0, "unlabelled": 30, "dropped": 0})
     );
     let metrics = app.get_json(&format!("/jobs/{id}/metrics")).await;
     assert!(metrics["epochs"][1]["loss"].as_f64().unwrap().is_finite());

@@ -94,7 +94,8 @@ pub struct JobView {
     /// jobs queued before estimates existed).
     pub estimated_peak_bytes: Option<u64>,
     /// The rows it trains and validates on, and the dataset's rows it leaves out because
-    /// their target is missing; null for jobs queued before rows were counted.
+    /// their target is missing (`unlabelled`) or a `missing: "drop_row"` column is empty
+    /// (`dropped`); null for jobs queued before rows were counted.
     pub rows: Option<JobRows>,
     /// The spec with every default filled in.
     #[schema(value_type = TrainingSpec)]
@@ -176,7 +177,7 @@ async fn create_job(
         ))
     })?;
     let spec = TrainingSpec::from_json(&Value::Object(fields).to_string())?;
-    let dataset = match state.store.dataset(dataset_id).await {
+    let mut dataset = match state.store.dataset(dataset_id).await {
         Err(StoreError::NotFound { .. }) => {
             return Err(Error::Unprocessable(format!(
                 "dataset_id: dataset {dataset_id} not found"
@@ -191,6 +192,13 @@ async fn create_job(
         )));
     }
     let valid = spec.validate(&jobs::data_shape(&dataset))?;
+    let required = valid.drop_row_columns();
+    let dropped = match required.as_slice() {
+        [] => 0,
+        // Which labelled rows miss a value depends on the cells: one read of the dataset.
+        required => state.store.rows_missing(&dataset, required).await?,
+    };
+    let valid = jobs::leave_out(&spec, valid, &mut dataset, dropped)?;
     let normalized =
         serde_json::to_value(valid.spec()).map_err(|e| Error::Internal(e.to_string()))?;
     let job = state.scheduler.submit(&dataset, &valid, normalized).await?;

@@ -360,6 +360,7 @@ fn embedding_tables_of_the_encoding() {
     let columns = vec![
         EncodedColumn {
             name: "city".into(),
+            drops_missing: false,
             how: How::Embed {
                 kept: vocabulary[..3].to_vec(),
                 vocabulary,
@@ -371,6 +372,7 @@ fn embedding_tables_of_the_encoding() {
         },
         EncodedColumn {
             name: "age".into(),
+            drops_missing: false,
             how: How::Standardize {
                 mean: 1.0,
                 inv_std: 0.5,

@@ -302,6 +302,7 @@ mod tests {
         };
         let columns = vec![EncodedColumn {
             name: "city".into(),
+            drops_missing: false,
             how,
         }];
         let mut encoding = Encoding::new(columns, Vec::new(), None);

@@ -81,6 +81,16 @@ impl ValidSpec {
         })
     }
 
+    /// The feature columns whose missing cells leave their row out (`missing:
+    /// "drop_row"`): the caller trains on the other rows only.
+    pub fn drop_row_columns(&self) -> Vec<usize> {
+        let plans = self.facts.plans.iter().enumerate();
+        plans
+            .filter(|(_, p)| p.drops_missing())
+            .map(|(i, _)| i)
+            .collect()
+    }
+
     /// Values in the encoding's embedding tables at most (before fitting).
     pub(crate) fn embedding_values_bound(&self) -> usize {
         table_bound(&self.facts.plans)

@@ -167,6 +167,7 @@ impl EncodingFit {
             .zip(self.plans)
             .zip(self.stats)
             .map(|((column, plan), stats)| EncodedColumn {
+                drops_missing: plan.drops_missing(),
                 how: fitted(plan, stats, levels(&column.kind).to_vec()),
                 name: column.name,
             })
@@ -214,7 +215,7 @@ fn fitted(plan: Plan, stats: ColumnFit, vocabulary: Vec<String>) -> How {
                 Fill::Median => median(&sorted),
                 Fill::MostFrequent => mode(&sorted),
                 Fill::Number(v) => v,
-                Fill::Mean | Fill::OwnLevel | Fill::Text(_) => mean as f32,
+                Fill::Mean | Fill::OwnLevel | Fill::Text(_) | Fill::DropRow => mean as f32,
             };
             let indicator = indicator.unwrap_or(missing > 0);
             match scale {

@@ -57,6 +57,10 @@ pub(crate) struct EncodedColumn {
     pub name: String,
     #[serde(flatten)]
     pub how: How,
+    /// Trained only on rows that have it (`missing: "drop_row"`): a row without it has no
+    /// answer the model learnt.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub drops_missing: bool,
 }
 
 /// A hashed cross: one-hot over `crossing_dim` buckets of its columns' slots.
@@ -473,6 +477,18 @@ impl Encoding {
     /// The cell a client's value stands for in column `i`, or why it cannot be one (said
     /// of the column: the caller names where the value was).
     pub fn cell_of(&self, i: usize, value: RawValue<'_>) -> Result<f32, String> {
+        let cell = self.present_cell_of(i, value)?;
+        if self.columns[i].drops_missing && matches!(cell::decode(cell), Cell::Missing) {
+            return Err(
+                "is missing, and the model was trained only on rows that have it \
+                        (missing: \"drop_row\")"
+                    .to_owned(),
+            );
+        }
+        Ok(cell)
+    }
+
+    fn present_cell_of(&self, i: usize, value: RawValue<'_>) -> Result<f32, String> {
         let column = &self.columns[i];
         if matches!(value, RawValue::Missing) || column.how == How::Skip {
             return Ok(cell::MISSING);

@@ -149,6 +149,9 @@ pub enum MissingSpec {
     MostFrequent,
     /// `{"constant": 0}`, or a level's text for a category.
     Constant(ConstantValue),
+    /// Leave the rows where it is missing out of training and validation; predict
+    /// refuses a row without it.
+    DropRow,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, ToSchema)]
@@ -212,6 +215,8 @@ pub(crate) enum Fill {
     MostFrequent,
     Number(f32),
     Text(String),
+    /// The row is left out (only rows with a value are fitted and trained on).
+    DropRow,
 }
 
 /// A cross with its columns as indices into the feature columns.
@@ -225,6 +230,16 @@ impl Plan {
     /// Whether it yields a slot (a categorical index) that a cross can combine.
     fn is_categorical(&self) -> bool {
         matches!(self, Plan::Lookup { .. } | Plan::Hashed { .. })
+    }
+
+    /// Whether a missing cell leaves its row out (`missing: "drop_row"`).
+    pub fn drops_missing(&self) -> bool {
+        match self {
+            Plan::Number { fill, .. } | Plan::Lookup { fill, .. } | Plan::Hashed { fill, .. } => {
+                *fill == Fill::DropRow
+            }
+            Plan::Skip => false,
+        }
     }
 }
 
@@ -435,6 +450,13 @@ fn column_plan(field: &str, column: &Column, feature: &FeatureSpec) -> Result<Pl
             | FeatureType::FloatDiscretized
     );
     let fill = fill(field, config.missing.as_ref(), numeric)?;
+    if fill == Fill::DropRow && config.missing_indicator == Some(true) {
+        return Err(SpecError::incompatible(
+            format!("{field}.missing_indicator"),
+            "with missing \"drop_row\" no trained row is missing the value, so an indicator \
+             would always be 0",
+        ));
+    }
     let option = |name: &str| format!("{field}.{name}");
     let indicator = config.missing_indicator;
     Ok(match kind {
@@ -591,6 +613,7 @@ fn fill(field: &str, missing: Option<&MissingSpec>, numeric: bool) -> Result<Fil
             ))
         }
         (Some(MissingSpec::MostFrequent), _) => Fill::MostFrequent,
+        (Some(MissingSpec::DropRow), _) => Fill::DropRow,
         (Some(MissingSpec::Constant(ConstantValue::Number(v))), true) => {
             Fill::Number(finite_f32(&field, *v)?)
         }
