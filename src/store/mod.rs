@@ -8,6 +8,7 @@ mod chunks;
 mod datasets;
 mod jobs;
 mod models;
+mod registry;
 mod training;
 
 use std::str::FromStr;
@@ -22,12 +23,19 @@ pub use datasets::{
 };
 pub use jobs::{DataPath, Job, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
 pub use models::{JobOutcome, StoredModel};
+pub use registry::{check_alias, check_name, check_slug, ModelRef, RefError, LATEST, MAX_SLUG};
 pub use training::{Checkpoint, EpochRow, TrialResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: Uuid },
+    /// A name, alias or version that does not exist (the message says which).
+    #[error("{0}")]
+    Missing(String),
+    /// A model an alias points at, which may not be deleted (the message names the aliases).
+    #[error("{0}")]
+    Aliased(String),
     #[error("dataset {id} is used by {jobs} queued or running job(s); cancel them first")]
     DatasetInUse { id: Uuid, jobs: i64 },
     #[error("stored data is corrupt: {0}")]

@@ -5,6 +5,7 @@ mod csv_body;
 mod evaluate;
 mod importance;
 mod predict;
+pub(crate) mod reference;
 mod rows;
 mod scores;
 mod stored;
@@ -19,17 +20,27 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::http::error::{Problem, Result};
-use crate::http::extract::{Json, Path, Query};
+use crate::http::extract::{Json, Query};
 use crate::http::page::{Page, PageQuery};
 use crate::http::AppState;
 use crate::nn::{EpochRecord, ModelSummary, Task, TrainingSpec};
 use crate::store::StoredModel;
 
 pub use predict::{Classes, Predictions, INLINE_BYTES};
+use reference::RefParam;
+pub use reference::{Resolved, BY_REF, BY_VERSION};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_models))
+        .nest(BY_REF, model_routes())
+        .nest(BY_VERSION, model_routes())
+}
+
+/// The routes of one model, mounted under both ways of naming it; each handler reads the
+/// model with [`Resolved`].
+fn model_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .routes(routes!(get_model, delete_model))
         .merge(predict::router())
         .merge(evaluate::router())
@@ -97,26 +108,27 @@ async fn list_models(
 }
 
 /// Show a model: summary, spec, metrics, provenance and column names.
-#[utoipa::path(get, path = "/models/{id}", tag = "models",
-    params(("id" = Uuid, Path, description = "Model id")),
+#[utoipa::path(get, path = "/", tag = "models", params(RefParam),
     responses(
         (status = 200, description = "The model", body = ModelView),
-        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model, name, alias or version", body = Problem,
+            content_type = "application/problem+json"),
     ))]
-async fn get_model(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<Json<ModelView>> {
-    Ok(Json(state.store.model(id).await?.into()))
+async fn get_model(State(state): State<AppState>, model: Resolved) -> Result<Json<ModelView>> {
+    Ok(Json(state.store.model(model.id).await?.into()))
 }
 
 /// Delete a model and its weights.
-#[utoipa::path(delete, path = "/models/{id}", tag = "models",
-    params(("id" = Uuid, Path, description = "Model id")),
+#[utoipa::path(delete, path = "/", tag = "models", params(RefParam),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model, name, alias or version", body = Problem,
+            content_type = "application/problem+json"),
     ))]
-async fn delete_model(State(state): State<AppState>, Path(id): Path<Uuid>) -> Result<StatusCode> {
+async fn delete_model(State(state): State<AppState>, model: Resolved) -> Result<StatusCode> {
+    let id = model.id;
     state.store.delete_model(id).await?;
     state.models.remove(id);
-    tracing::info!(model = %id, "model deleted");
+    tracing::info!(model = %id, reference = %model.reference, "model deleted");
     Ok(StatusCode::NO_CONTENT)
 }
