@@ -37,6 +37,8 @@ pub(super) const PREDICT_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/models/{name}/versions/{version}"),
     (Method::POST, "/models/{name}/versions/{version}/predict"),
     (Method::POST, "/models/{name}/versions/{version}/evaluate"),
+    (Method::GET, "/models/{name}/aliases"),
+    (Method::GET, "/models/{name}/aliases/{alias}"),
     (Method::GET, "/openapi.json"),
 ];
 

@@ -19,7 +19,9 @@ use uuid::Uuid;
 
 use crate::nn::{human, training_memory, DataShape, MemoryEstimate, ValidSpec};
 use crate::serving::ModelCache;
-use crate::store::{Dataset, Job, JobRows, JobStatus, NewJob, Store, StoreError, MAX_CRASHES};
+use crate::store::{
+    Dataset, Job, JobRegistry, JobRows, JobStatus, NewJob, Store, StoreError, MAX_CRASHES,
+};
 
 /// How much the scheduler runs and admits.
 #[derive(Debug, Clone)]
@@ -159,6 +161,7 @@ impl Scheduler {
         dataset: &Dataset,
         spec: &ValidSpec,
         submitted: Value,
+        registry: JobRegistry,
     ) -> Result<Job, SubmitError> {
         let (train_rows, validation_rows) = spec.split_sizes();
         let limits = &self.inner.limits;
@@ -206,6 +209,7 @@ impl Scheduler {
                         unlabelled: dataset.unlabelled_rows,
                     }
                 },
+                registry,
             })
             .await?;
         tracing::info!(job = %job.id, dataset = %dataset.id, status = "queued", estimated_peak_bytes = estimate.bytes, "job queued");

@@ -21,9 +21,12 @@ use uuid::Uuid;
 pub use datasets::{
     ColumnReport, ColumnType, Dataset, DatasetWriter, NewDataset, Table, TargetStats,
 };
-pub use jobs::{DataPath, Job, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
-pub use models::{JobOutcome, StoredModel};
-pub use registry::{check_alias, check_name, check_slug, ModelRef, RefError, LATEST, MAX_SLUG};
+pub use jobs::{DataPath, Job, JobRegistry, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
+pub use models::{Completed, JobOutcome, StoredModel};
+pub use registry::{
+    check_alias, check_name, check_slug, Alias, ModelRef, PromoteRequest, Promotion, RefError,
+    LATEST, MAX_SLUG,
+};
 pub use training::{Checkpoint, EpochRow, TrialResult};
 
 #[derive(Debug, thiserror::Error)]

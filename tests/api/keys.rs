@@ -51,6 +51,8 @@ fn predict_may(method: &Method, path: &str) -> bool {
             | ("GET", "/models/{name}/versions/{version}")
             | ("POST", "/models/{name}/versions/{version}/predict")
             | ("POST", "/models/{name}/versions/{version}/evaluate")
+            | ("GET", "/models/{name}/aliases")
+            | ("GET", "/models/{name}/aliases/{alias}")
             | ("GET", "/openapi.json")
     )
 }
