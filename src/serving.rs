@@ -1,5 +1,6 @@
 //! Trained models kept in memory for serving: a prediction never reads the database once
-//! its model is loaded.
+//! its model is loaded, and once the reference it names the model by (`churn@champion`) has
+//! been resolved.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +9,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use uuid::Uuid;
 
 use crate::nn::{Model, ModelError};
-use crate::store::{Store, StoreError, StoredModel};
+use crate::store::{ModelRef, Store, StoreError, StoredModel};
 
 /// A model ready to predict, with what requests need to address its inputs by name.
 pub struct ServedModel {
@@ -70,7 +71,20 @@ pub struct ModelCache {
     capacity: u64,
     /// A logical clock for recency: reads stamp their entry without the write lock.
     clock: Arc<AtomicU64>,
+    /// What names, aliases and versions resolved to (see [`ModelCache::resolve`]).
+    refs: Arc<RwLock<Refs>>,
 }
+
+/// Resolved references. `generation` counts the changes to names, aliases and versions: a
+/// lookup that began before one is not kept, as it may have read the old answer.
+#[derive(Default)]
+struct Refs {
+    generation: u64,
+    ids: HashMap<ModelRef, Uuid>,
+}
+
+/// Resolved references kept at most; past it they are forgotten together.
+const MAX_REFS: usize = 10_000;
 
 #[derive(Default)]
 struct Entries {
@@ -90,6 +104,7 @@ impl ModelCache {
             inner: Arc::default(),
             capacity,
             clock: Arc::default(),
+            refs: Arc::default(),
         }
     }
 
@@ -126,11 +141,47 @@ impl ModelCache {
         model
     }
 
+    /// Forgets a deleted model, and what references resolved to (it may have been the
+    /// latest version of its name).
     pub fn remove(&self, id: Uuid) {
         let mut entries = self.write();
         if let Some(old) = entries.models.remove(&id) {
             entries.bytes -= old.bytes;
         }
+        drop(entries);
+        self.refs_changed();
+    }
+
+    /// The id `reference` names now: a model id as it is (loading it says whether it
+    /// exists), a name, alias or version from memory once the store has answered it.
+    /// Call [`ModelCache::refs_changed`] after every change to names, versions and aliases.
+    pub async fn resolve(&self, store: &Store, reference: &ModelRef) -> Result<Uuid, StoreError> {
+        if let ModelRef::Id(id) = reference {
+            return Ok(*id);
+        }
+        let generation = {
+            let refs = self.refs.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(id) = refs.ids.get(reference) {
+                return Ok(*id);
+            }
+            refs.generation
+        };
+        let id = store.resolve_model(reference).await?;
+        let mut refs = self.refs.write().unwrap_or_else(PoisonError::into_inner);
+        if refs.generation == generation {
+            if refs.ids.len() >= MAX_REFS {
+                refs.ids.clear();
+            }
+            refs.ids.insert(reference.clone(), id);
+        }
+        Ok(id)
+    }
+
+    /// A name got a version, lost one, or an alias moved: references resolve anew.
+    pub fn refs_changed(&self) {
+        let mut refs = self.refs.write().unwrap_or_else(PoisonError::into_inner);
+        refs.generation += 1;
+        refs.ids.clear();
     }
 
     /// Bytes and count of the models held now.

@@ -27,12 +27,18 @@ pub struct Keys {
 /// Endpoints that answer without a key.
 pub(super) const OPEN: [&str; 2] = ["/healthz", "/readyz"];
 
-/// What a predict key may call (method, route as matched).
-pub(super) const PREDICT_ROUTES: [(Method, &str); 5] = [
+/// What a predict key may call (method, route as matched): a model's routes by both of
+/// their mounts (`/models/{ref}`, `/models/{name}/versions/{version}`).
+pub(super) const PREDICT_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/models"),
-    (Method::GET, "/models/{id}"),
-    (Method::POST, "/models/{id}/predict"),
-    (Method::POST, "/models/{id}/evaluate"),
+    (Method::GET, "/models/{ref}"),
+    (Method::POST, "/models/{ref}/predict"),
+    (Method::POST, "/models/{ref}/evaluate"),
+    (Method::GET, "/models/{name}/versions/{version}"),
+    (Method::POST, "/models/{name}/versions/{version}/predict"),
+    (Method::POST, "/models/{name}/versions/{version}/evaluate"),
+    (Method::GET, "/models/{name}/aliases"),
+    (Method::GET, "/models/{name}/aliases/{alias}"),
     (Method::GET, "/openapi.json"),
 ];
 
@@ -108,7 +114,8 @@ fn authorize(keys: &Keys, request: &Request) -> Result<(), Error> {
             let allowed = PREDICT_ROUTES
                 .iter()
                 .any(|(method, pattern)| request.method() == method && route == Some(*pattern));
-            if allowed && route == Some(SCORE_ROUTE) && names_a_dataset(request) {
+            let scores = route.is_some_and(|r| SCORE_ROUTES.contains(&r));
+            if allowed && scores && names_a_dataset(request) {
                 Err(Error::Forbidden(
                     "a predict key may not score a stored dataset (dataset_id): the answer \
                      would show the dataset's rows, which a predict key may not read"
@@ -126,9 +133,11 @@ fn authorize(keys: &Keys, request: &Request) -> Result<(), Error> {
     }
 }
 
-/// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
-/// The route whose `?dataset_id=` reads a stored dataset.
-const SCORE_ROUTE: &str = "/models/{id}/predict";
+/// The routes whose `?dataset_id=` reads a stored dataset.
+const SCORE_ROUTES: [&str; 2] = [
+    "/models/{ref}/predict",
+    "/models/{name}/versions/{version}/predict",
+];
 
 /// Whether the query has a `dataset_id`, decoded as the handler decodes it (so an encoded
 /// name cannot slip past).
@@ -137,6 +146,7 @@ fn names_a_dataset(request: &Request) -> bool {
         .is_ok_and(|query| query.0.iter().any(|(name, _)| name == "dataset_id"))
 }
 
+/// The token of `Bearer <token>` (the scheme is case-insensitive, RFC 7235).
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let (scheme, token) = value.split_at_checked(7)?;
     if !scheme.eq_ignore_ascii_case(b"bearer ") {

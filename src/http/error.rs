@@ -123,8 +123,8 @@ impl Error {
 
 fn store_status(err: &StoreError) -> StatusCode {
     match err {
-        StoreError::NotFound { .. } => StatusCode::NOT_FOUND,
-        StoreError::DatasetInUse { .. } => StatusCode::CONFLICT,
+        StoreError::NotFound { .. } | StoreError::Missing(_) => StatusCode::NOT_FOUND,
+        StoreError::DatasetInUse { .. } | StoreError::Aliased(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -10,6 +10,7 @@ use axum::response::IntoResponse;
 use serde_json::{json, Map, Value};
 
 use super::auth::{OPEN, PREDICT_ROUTES};
+use super::models::{BY_REF, BY_VERSION};
 
 /// The document of every endpoint, as committed in `openapi/openapi.json`.
 pub fn openapi_json() -> String {
@@ -34,6 +35,7 @@ fn complete(document: &mut Value) {
     let schemas = document["components"]["schemas"].clone();
     merge_all_of(&mut document["components"], &schemas);
     merge_all_of(&mut document["paths"], &schemas);
+    versioned_routes(&mut document["paths"]);
     document["components"]["securitySchemes"] = json!({
         "bearer": {
             "type": "http",
@@ -54,6 +56,58 @@ fn complete(document: &mut Value) {
             shared_responses(path, method, operation);
         }
     }
+}
+
+/// The model routes are mounted twice, by reference and by name and version, with the
+/// same handlers, whose annotations document the `{ref}` mount: the copies under
+/// [`BY_VERSION`] take a name and a version instead, under operation ids of their own.
+fn versioned_routes(paths: &mut Value) {
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with(BY_VERSION) {
+            continue;
+        }
+        let Some(operations) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in operations.values_mut() {
+            if let Some(id) = operation["operationId"].as_str() {
+                operation["operationId"] = format!("{id}_by_version").into();
+            }
+            let Some(parameters) = operation["parameters"].as_array_mut() else {
+                continue;
+            };
+            let Some(at) = parameters
+                .iter()
+                .position(|p| p["in"] == "path" && p["name"] == "ref")
+            else {
+                continue;
+            };
+            parameters.splice(
+                at..=at,
+                [
+                    json!({
+                        "name": "name",
+                        "in": "path",
+                        "required": true,
+                        "description": "The model's name (a job's `name`).",
+                        "schema": {"type": "string"}
+                    }),
+                    json!({
+                        "name": "version",
+                        "in": "path",
+                        "required": true,
+                        "description": "One version of the name: 1 for the first model the \
+                            name's jobs made, then 2, 3…",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": u32::MAX}
+                    }),
+                ],
+            );
+        }
+    }
+    debug_assert!(paths.keys().any(|p| p.starts_with(BY_REF)));
 }
 
 fn problem(description: &str) -> Value {

@@ -22,7 +22,7 @@ use crate::nn::{
 };
 use crate::serving::ModelCache;
 use crate::store::{
-    Dataset, Job, JobRows, JobStatus, LeftOut, NewJob, Store, StoreError, MAX_CRASHES,
+    Dataset, Job, JobRegistry, JobRows, JobStatus, LeftOut, NewJob, Store, StoreError, MAX_CRASHES,
 };
 
 /// How much the scheduler runs and admits.
@@ -163,6 +163,7 @@ impl Scheduler {
         dataset: &Dataset,
         spec: &ValidSpec,
         submitted: Value,
+        registry: JobRegistry,
     ) -> Result<Job, SubmitError> {
         let (train_rows, validation_rows) = spec.split_sizes();
         let limits = &self.inner.limits;
@@ -211,6 +212,7 @@ impl Scheduler {
                         dropped: dataset.left_out.rows,
                     }
                 },
+                registry,
             })
             .await?;
         tracing::info!(job = %job.id, dataset = %dataset.id, status = "queued", estimated_peak_bytes = estimate.bytes, "job queued");

@@ -18,7 +18,8 @@ use crate::nn::{
 };
 use crate::serving::ServedModel;
 use crate::store::{
-    DataPath, Dataset, Job, JobOutcome, JobStatus, StoreError, StoredModel, TrialResult,
+    ColumnType, DataPath, Dataset, Job, JobOutcome, JobStatus, PromoteRequest, StoreError,
+    StoredModel, TrialResult,
 };
 use crate::telemetry::spawn_blocking_in_span;
 
@@ -247,6 +248,20 @@ async fn keep_best(
         best_metrics: best_record.map(to_json).transpose()?,
         importance: Some(importance),
         created_at: Utc::now(),
+        name: job.registry.name.clone(),
+        version: None,
+        input_types: Some(
+            (0..dataset.features())
+                .map(|c| {
+                    dataset
+                        .column_reports
+                        .get(c)
+                        .map_or(ColumnType::Number, |r| r.kind)
+                })
+                .collect(),
+        ),
+        aliases: Vec::new(),
+        weights_bytes: 0,
     };
     let outcome = JobOutcome {
         best_trial: best.trial,
@@ -255,10 +270,26 @@ async fn keep_best(
         stopped_early: best.stopped_early,
         overfitting_epoch: best.overfitting_epoch,
     };
-    let stored = store.complete_job(stored, &weights, &outcome).await?;
+    let promote = job.registry.promote.as_ref().map(|alias| PromoteRequest {
+        alias: alias.clone(),
+        if_better: job.registry.promote_if_better,
+        monitor: job.monitor.clone(),
+        mode: job.mode,
+    });
+    let completed = store
+        .complete_job(stored, &weights, &outcome, promote.as_ref())
+        .await?;
+    let stored = completed.model;
     inner
         .models
         .insert(stored.id, ServedModel::new(model, &stored));
+    if stored.name.is_some() {
+        // A new latest version, and perhaps a moved alias.
+        inner.models.refs_changed();
+    }
+    if let (Some(version), Some(promotion)) = (stored.version, &completed.promotion) {
+        tracing::info!(name = ?stored.name, version, alias = %promotion.alias, moved = promotion.moved, reason = %promotion.reason, "promotion");
+    }
     Ok(stored.id)
 }
 

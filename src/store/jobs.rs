@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::nn::Mode;
 
+use super::registry::{version_of, Promotion};
 use super::training::end_training;
 use super::{from_json, json, parse_id, Result, Store, StoreError};
 
@@ -81,6 +82,23 @@ pub struct Job {
     pub estimated_peak_bytes: Option<u64>,
     /// `None` for jobs queued before rows were counted.
     pub rows: Option<JobRows>,
+    pub registry: JobRegistry,
+    /// The version of `registry.name` its model became, once it succeeded.
+    pub model_version: Option<u32>,
+    /// Whether `registry.promote` moved, once it succeeded.
+    pub promotion: Option<Promotion>,
+}
+
+/// What a job asks of the model registry, beside its training spec.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobRegistry {
+    /// The name its model becomes the next version of.
+    pub name: Option<String>,
+    /// The alias of `name` to move to its model when it succeeds.
+    pub promote: Option<String>,
+    /// Move `promote` only if the model's monitored value is at least as good as the
+    /// alias's current target's.
+    pub promote_if_better: bool,
 }
 
 /// How a job uses its dataset's rows.
@@ -148,13 +166,19 @@ struct JobRow {
     validation_rows: Option<i64>,
     unlabelled_rows: Option<i64>,
     dropped_rows: i64,
+    name: Option<String>,
+    promote: Option<String>,
+    promote_if_better: bool,
+    model_version: Option<i64>,
+    promotion: Option<String>,
 }
 
 const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
     monitor, monitor_mode, \
     best_trial, best_epoch, best_value, stopped_early, overfitting_epoch, error, model_id, \
     created_at, started_at, finished_at, data_path, estimated_peak_bytes, \
-    training_rows, validation_rows, unlabelled_rows, dropped_rows";
+    training_rows, validation_rows, unlabelled_rows, dropped_rows, \
+    name, promote, promote_if_better, model_version, promotion";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -193,6 +217,17 @@ impl TryFrom<JobRow> for Job {
                 }),
                 _ => None,
             },
+            registry: JobRegistry {
+                name: row.name,
+                promote: row.promote,
+                promote_if_better: row.promote_if_better,
+            },
+            model_version: row.model_version.map(version_of).transpose()?,
+            promotion: row
+                .promotion
+                .as_deref()
+                .map(|text| from_json(text, "job promotion"))
+                .transpose()?,
         })
     }
 }
@@ -217,6 +252,7 @@ pub struct NewJob {
     pub mode: Mode,
     pub estimated_peak_bytes: u64,
     pub rows: JobRows,
+    pub registry: JobRegistry,
 }
 
 impl Store {
@@ -226,8 +262,9 @@ impl Store {
         let row = sqlx::query_as::<_, JobRow>(&format!(
             "INSERT INTO jobs (id, dataset_id, spec, status, batch_sizes, epochs, monitor, \
              monitor_mode, created_at, estimated_peak_bytes, training_rows, validation_rows, \
-             unlabelled_rows, dropped_rows) \
-             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13 \
+             unlabelled_rows, dropped_rows, name, promote, promote_if_better) \
+             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+             ?16 \
              WHERE EXISTS (SELECT 1 FROM datasets WHERE id = ?2) \
              RETURNING {COLUMNS}"
         ))
@@ -244,6 +281,9 @@ impl Store {
         .bind(new.rows.validation as i64)
         .bind(new.rows.unlabelled as i64)
         .bind(new.rows.dropped as i64)
+        .bind(&new.registry.name)
+        .bind(&new.registry.promote)
+        .bind(new.registry.promote_if_better)
         .fetch_optional(&self.pool)
         .await?;
         row.ok_or(StoreError::NotFound {

@@ -8,6 +8,7 @@ mod chunks;
 mod datasets;
 mod jobs;
 mod models;
+mod registry;
 mod training;
 
 use std::str::FromStr;
@@ -20,14 +21,24 @@ use uuid::Uuid;
 pub use datasets::{
     ColumnReport, ColumnType, Dataset, DatasetWriter, LeftOut, NewDataset, Table, TargetStats,
 };
-pub use jobs::{DataPath, Job, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
-pub use models::{JobOutcome, StoredModel};
+pub use jobs::{DataPath, Job, JobRegistry, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
+pub use models::{Completed, JobOutcome, StoredModel};
+pub use registry::{
+    check_alias, check_name, check_slug, Alias, ModelRef, PromoteRequest, Promotion, RefError,
+    LATEST, MAX_SLUG,
+};
 pub use training::{Checkpoint, EpochRow, TrialResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{kind} {id} not found")]
     NotFound { kind: &'static str, id: Uuid },
+    /// A name, alias or version that does not exist (the message says which).
+    #[error("{0}")]
+    Missing(String),
+    /// A model an alias points at, which may not be deleted (the message names the aliases).
+    #[error("{0}")]
+    Aliased(String),
     #[error("dataset {id} is used by {jobs} queued or running job(s); cancel them first")]
     DatasetInUse { id: Uuid, jobs: i64 },
     #[error("stored data is corrupt: {0}")]

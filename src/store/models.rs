@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::datasets::ColumnType;
+use super::registry::{self, held_value, version_of, PromoteRequest, Promotion};
 use super::training::end_training;
 use super::{from_json, json, parse_id, Result, Store, StoreError};
 
@@ -29,6 +31,16 @@ pub struct StoredModel {
     /// Permutation importance on the validation split, or why there is none.
     pub importance: Option<Value>,
     pub created_at: DateTime<Utc>,
+    /// The name its job gave it, and its version of that name (assigned when it is stored).
+    pub name: Option<String>,
+    pub version: Option<u32>,
+    /// How the upload typed each feature column, in `feature_names` order; `None` for
+    /// models stored before it was kept.
+    pub input_types: Option<Vec<ColumnType>>,
+    /// The aliases of its name that point at it, by alias (read only).
+    pub aliases: Vec<String>,
+    /// The size of its stored weights (safetensors), in bytes (read only).
+    pub weights_bytes: u64,
 }
 
 /// How a job ended, beside the model it produced.
@@ -56,10 +68,26 @@ struct ModelRow {
     best_metrics: Option<String>,
     importance: Option<String>,
     created_at: DateTime<Utc>,
+    name: Option<String>,
+    version: Option<i64>,
+    input_types: Option<String>,
+    /// A JSON list.
+    aliases: String,
+    weights_bytes: i64,
 }
 
+/// What a model is stored with, beside its weights.
 const COLUMNS: &str = "id, job_id, dataset_id, task, feature_names, target_names, spec, summary, \
-    batch_size, best_epoch, final_metrics, best_metrics, importance, created_at";
+    batch_size, best_epoch, final_metrics, best_metrics, importance, created_at, name, version, \
+    input_types";
+
+/// What a model is read with: [`COLUMNS`], its aliases and the size of its weights (which
+/// SQLite knows from the record header, without reading the blob).
+const READ: &str = "id, job_id, dataset_id, task, feature_names, target_names, spec, summary, \
+    batch_size, best_epoch, final_metrics, best_metrics, importance, created_at, name, version, \
+    input_types, \
+    (SELECT json_group_array(alias) FROM model_aliases a WHERE a.model_id = models.id) AS aliases, \
+    length(weights) AS weights_bytes";
 
 impl TryFrom<ModelRow> for StoredModel {
     type Error = StoreError;
@@ -88,21 +116,64 @@ impl TryFrom<ModelRow> for StoredModel {
                 .map(|text| from_json(text, "model importance"))
                 .transpose()?,
             created_at: row.created_at,
+            name: row.name,
+            version: row.version.map(version_of).transpose()?,
+            input_types: row
+                .input_types
+                .as_deref()
+                .map(|text| from_json(text, "model input types"))
+                .transpose()?,
+            aliases: {
+                let mut aliases: Vec<String> = from_json(&row.aliases, "model aliases")?;
+                aliases.sort();
+                aliases
+            },
+            weights_bytes: row.weights_bytes.max(0) as u64,
         })
     }
 }
 
+/// What [`Store::complete_job`] stored.
+pub struct Completed {
+    /// With its version, when it is named.
+    pub model: StoredModel,
+    /// Whether the job's alias moved, when it asked for one.
+    pub promotion: Option<Promotion>,
+}
+
 impl Store {
-    /// Stores the model of a succeeded job and marks the job succeeded, atomically.
+    /// Stores the model of a succeeded job and marks the job succeeded, atomically: a
+    /// named model gets the next version of its name, and `promote` is decided and applied
+    /// in the same transaction, so two jobs finishing at once get different versions and
+    /// each compares against the alias's target as it is when it moves it.
     pub async fn complete_job(
         &self,
-        model: StoredModel,
+        mut model: StoredModel,
         weights: &[u8],
         outcome: &JobOutcome,
-    ) -> Result<StoredModel> {
+        promote: Option<&PromoteRequest>,
+    ) -> Result<Completed> {
         let mut tx = self.pool.begin().await?;
+        // The counter only grows, and this write takes the write lock for the whole
+        // transaction.
+        model.version = match &model.name {
+            Some(name) => {
+                let version: i64 = sqlx::query_scalar(
+                    "INSERT INTO model_names (name, last_version, created_at) VALUES (?, 1, ?) \
+                     ON CONFLICT (name) DO UPDATE SET last_version = last_version + 1 \
+                     RETURNING last_version",
+                )
+                .bind(name)
+                .bind(Utc::now())
+                .fetch_one(&mut *tx)
+                .await?;
+                Some(version_of(version)?)
+            }
+            None => None,
+        };
         sqlx::query(&format!(
-            "INSERT INTO models ({COLUMNS}, weights) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO models ({COLUMNS}, weights) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(model.id.to_string())
         .bind(model.job_id.to_string())
@@ -118,12 +189,34 @@ impl Store {
         .bind(model.best_metrics.as_ref().map(json))
         .bind(model.importance.as_ref().map(json))
         .bind(model.created_at)
+        .bind(&model.name)
+        .bind(model.version.map(i64::from))
+        .bind(model.input_types.as_ref().map(json))
         .bind(weights)
         .execute(&mut *tx)
         .await?;
+        model.weights_bytes = weights.len() as u64;
+        let promotion = match (promote, &model.name, model.version) {
+            (Some(request), Some(name), Some(version)) => {
+                let value = held_value(
+                    &model.spec,
+                    &model.final_metrics,
+                    model.best_metrics.as_ref(),
+                    &request.monitor,
+                );
+                let promotion =
+                    registry::promote(&mut tx, request, name, model.id, version, value).await?;
+                if promotion.moved {
+                    model.aliases.push(request.alias.clone());
+                }
+                Some(promotion)
+            }
+            _ => None,
+        };
         sqlx::query(
             "UPDATE jobs SET status = 'succeeded', model_id = ?, best_trial = ?, best_epoch = ?, \
-             best_value = ?, stopped_early = ?, overfitting_epoch = ?, finished_at = ? WHERE id = ?",
+             best_value = ?, stopped_early = ?, overfitting_epoch = ?, finished_at = ?, \
+             model_version = ?, promotion = ? WHERE id = ?",
         )
         .bind(model.id.to_string())
         .bind(outcome.best_trial as i64)
@@ -132,16 +225,18 @@ impl Store {
         .bind(outcome.stopped_early)
         .bind(outcome.overfitting_epoch.map(|v| v as i64))
         .bind(Utc::now())
+        .bind(model.version.map(i64::from))
+        .bind(promotion.as_ref().map(json))
         .bind(model.job_id.to_string())
         .execute(&mut *tx)
         .await?;
         end_training(&mut tx, model.job_id).await?;
         tx.commit().await?;
-        Ok(model)
+        Ok(Completed { model, promotion })
     }
 
     pub async fn model(&self, id: Uuid) -> Result<StoredModel> {
-        sqlx::query_as::<_, ModelRow>(&format!("SELECT {COLUMNS} FROM models WHERE id = ?"))
+        sqlx::query_as::<_, ModelRow>(&format!("SELECT {READ} FROM models WHERE id = ?"))
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await?
@@ -149,18 +244,29 @@ impl Store {
             .try_into()
     }
 
-    /// Newest first, with the total count for pagination.
-    pub async fn models(&self, limit: u32, offset: u64) -> Result<(Vec<StoredModel>, u64)> {
+    /// Newest first, with the total count for pagination; of one name, by version from
+    /// the highest.
+    pub async fn models(
+        &self,
+        name: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<StoredModel>, u64)> {
         let rows = sqlx::query_as::<_, ModelRow>(&format!(
-            "SELECT {COLUMNS} FROM models ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
+            "SELECT {READ} FROM models WHERE ?1 IS NULL OR name = ?1 \
+             ORDER BY CASE WHEN ?1 IS NULL THEN 0 ELSE version END DESC, created_at DESC, id \
+             LIMIT ?2 OFFSET ?3"
         ))
+        .bind(name)
         .bind(limit as i64)
         .bind(offset as i64)
         .fetch_all(&self.pool)
         .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM models")
-            .fetch_one(&self.pool)
-            .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE ?1 IS NULL OR name = ?1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?;
         let models = rows
             .into_iter()
             .map(StoredModel::try_from)
@@ -176,15 +282,62 @@ impl Store {
             .ok_or(StoreError::NotFound { kind: "model", id })
     }
 
+    /// Deletes a model no alias points at ([`StoreError::Aliased`] names those that do).
     pub async fn delete_model(&self, id: Uuid) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM models WHERE id = ?")
+        // An alias removed between a refused deletion and reading why: try again.
+        for _ in 0..3 {
+            // The check and the deletion are one statement: an alias set meanwhile either
+            // comes first (and the model stays) or finds the model gone.
+            let deleted = sqlx::query(
+                "DELETE FROM models WHERE id = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM model_aliases WHERE model_id = ?1)",
+            )
             .bind(id.to_string())
             .execute(&self.pool)
             .await?
             .rows_affected();
-        if deleted == 0 {
-            return Err(StoreError::NotFound { kind: "model", id });
+            if deleted == 1 {
+                return Ok(());
+            }
+            let model: Option<(Option<String>, Option<i64>)> =
+                sqlx::query_as("SELECT name, version FROM models WHERE id = ?")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await?;
+            let Some((name, version)) = model else {
+                return Err(StoreError::NotFound { kind: "model", id });
+            };
+            let aliases: Vec<String> = sqlx::query_scalar(
+                "SELECT alias FROM model_aliases WHERE model_id = ? ORDER BY alias",
+            )
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await?;
+            if !aliases.is_empty() {
+                return Err(aliased(
+                    &name.unwrap_or_default(),
+                    version.unwrap_or_default(),
+                    &aliases,
+                ));
+            }
         }
-        Ok(())
+        Err(StoreError::Aliased(format!(
+            "model {id} kept being aliased while it was being deleted; try again"
+        )))
     }
+}
+
+/// The refusal to delete version `version` of `name`, which `aliases` point at.
+fn aliased(name: &str, version: i64, aliases: &[String]) -> StoreError {
+    let refs: Vec<String> = aliases.iter().map(|a| format!("{name}@{a}")).collect();
+    let (verb, them) = match refs.len() {
+        1 => ("points", "it"),
+        _ => ("point", "them"),
+    };
+    StoreError::Aliased(format!(
+        "model {name:?} version {version} is what {} {verb} at: move {them} to another \
+         version (PUT /models/{name}/aliases/{{alias}} with another version) or delete {them} \
+         first",
+        refs.join(", "),
+    ))
 }

@@ -19,14 +19,20 @@ async fn keyed_app() -> TestApp {
     .await
 }
 
-/// Every operation of the served document, with `{id}` replaced by an id that exists
-/// nowhere (so a full key that passes gets 404, and nothing is deleted).
+/// Every operation of the served document, with `{id}` and `{ref}` replaced by an id that
+/// exists nowhere, and a name, version and alias that do not either (so a full key that
+/// passes gets 404, and nothing is deleted).
 fn operations() -> Vec<(Method, String, String)> {
     let document: Value = serde_json::from_str(&nnserve::http::openapi_json()).unwrap();
     let mut out = Vec::new();
     for (path, item) in document["paths"].as_object().unwrap() {
         for method in item.as_object().unwrap().keys() {
-            let concrete = path.replace("{id}", "0b9b7a3e-2f67-4c1e-9a51-9d0c5e0f6a11");
+            let concrete = path
+                .replace("{id}", "0b9b7a3e-2f67-4c1e-9a51-9d0c5e0f6a11")
+                .replace("{ref}", "0b9b7a3e-2f67-4c1e-9a51-9d0c5e0f6a11")
+                .replace("{name}", "nobody")
+                .replace("{version}", "1")
+                .replace("{alias}", "champion");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
             out.push((method, path.clone(), concrete));
         }
@@ -39,9 +45,14 @@ fn predict_may(method: &Method, path: &str) -> bool {
     matches!(
         (method.as_str(), path),
         ("GET", "/models")
-            | ("GET", "/models/{id}")
-            | ("POST", "/models/{id}/predict")
-            | ("POST", "/models/{id}/evaluate")
+            | ("GET", "/models/{ref}")
+            | ("POST", "/models/{ref}/predict")
+            | ("POST", "/models/{ref}/evaluate")
+            | ("GET", "/models/{name}/versions/{version}")
+            | ("POST", "/models/{name}/versions/{version}/predict")
+            | ("POST", "/models/{name}/versions/{version}/evaluate")
+            | ("GET", "/models/{name}/aliases")
+            | ("GET", "/models/{name}/aliases/{alias}")
             | ("GET", "/openapi.json")
     )
 }

@@ -18,6 +18,7 @@ mod parquet;
 mod predict;
 mod process;
 mod properties;
+mod registry;
 mod restart;
 mod scheduling;
 mod scoring;

@@ -33,7 +33,8 @@ async fn served_document_is_the_generated_one() {
         "/openapi.json",
         "/jobs",
         "/jobs/{id}/metrics",
-        "/models/{id}/predict",
+        "/models/{ref}/predict",
+        "/models/{name}/versions/{version}/predict",
     ] {
         assert!(document["paths"].get(path).is_some(), "{path} documented");
     }

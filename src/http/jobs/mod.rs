@@ -20,7 +20,10 @@ use crate::http::page::{Page, PageQuery};
 use crate::http::AppState;
 use crate::jobs::{self, Cancellation};
 use crate::nn::TrainingSpec;
-use crate::store::{DataPath, Job, JobRows, JobStatus, StoreError};
+use crate::store::{
+    check_alias, check_name, DataPath, Job, JobRegistry, JobRows, JobStatus, Promotion, StoreError,
+    MAX_SLUG,
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,8 +34,19 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(loss_curve::router())
 }
 
-/// The body of `POST /jobs`: `dataset_id` beside the engine's training spec (Keras names).
+/// The body of `POST /jobs`: `dataset_id` and the registry's fields (`name`, `promote`,
+/// `promote_if_better`) beside the engine's training spec (Keras names).
 pub struct JobRequest;
+
+/// A name or alias as the document describes it.
+fn slug(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[a-z0-9][a-z0-9_-]*$"))
+        .min_length(Some(1))
+        .max_length(Some(MAX_SLUG))
+        .description(Some(description))
+}
 
 impl PartialSchema for JobRequest {
     fn schema() -> RefOr<Schema> {
@@ -44,6 +58,33 @@ impl PartialSchema for JobRequest {
             ));
         let id = ObjectBuilder::new()
             .property("dataset_id", dataset_id)
+            .property(
+                "name",
+                slug(
+                    "The model's name: the job's model becomes its next version (1, 2, 3…), \
+                     reachable as /models/{name} (the latest), /models/{name}/versions/{v} \
+                     and through the name's aliases. Lower-case letters, digits, `-` and `_`, \
+                     not a UUID.",
+                ),
+            )
+            .property(
+                "promote",
+                slug(
+                    "An alias of `name` (e.g. `champion`) to move to the job's model when it \
+                     succeeds; needs `name`. `latest` is reserved.",
+                ),
+            )
+            .property(
+                "promote_if_better",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .description(Some(
+                        "Move `promote` only if the model's value of the job's monitor (a \
+                     validation quantity, e.g. val_loss) is at least as good as the alias's \
+                     current target's; default false (always move). The job's `promotion` \
+                     says whether it moved.",
+                    )),
+            )
             .required("dataset_id");
         AllOfBuilder::new()
             .item(id)
@@ -97,6 +138,17 @@ pub struct JobView {
     /// their target is missing (`unlabelled`) or a `missing: "drop_row"` column is empty
     /// (`dropped`); null for jobs queued before rows were counted.
     pub rows: Option<JobRows>,
+    /// The name the job's model becomes a version of.
+    pub name: Option<String>,
+    /// Its model's version of `name`, once the job succeeded.
+    pub version: Option<u32>,
+    /// The alias to move to its model when the job succeeds.
+    pub promote: Option<String>,
+    /// Whether `promote` moves only for a model at least as good as the current target.
+    pub promote_if_better: bool,
+    /// Whether `promote` moved, once the job succeeded (null before, and without
+    /// `promote`).
+    pub promotion: Option<Promotion>,
     /// The spec with every default filled in.
     #[schema(value_type = TrainingSpec)]
     pub spec: Value,
@@ -126,6 +178,11 @@ impl From<Job> for JobView {
             data_path: job.data_path,
             estimated_peak_bytes: job.estimated_peak_bytes,
             rows: job.rows,
+            name: job.registry.name,
+            version: job.model_version,
+            promote: job.registry.promote,
+            promote_if_better: job.registry.promote_if_better,
+            promotion: job.promotion,
             spec: job.spec,
         }
     }
@@ -151,9 +208,11 @@ fn created(job: Job) -> (StatusCode, HeaderMap, Json<JobView>) {
         (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not application/json", body = Problem,
             content_type = "application/problem+json"),
-        (status = 422, description = "Invalid spec, no such dataset, or an estimated peak memory \
-            over --max-job-memory-bytes; the detail names the field, or the estimate, the limit \
-            and the layer that dominates",
+        (status = 422, description = "Invalid spec, no such dataset, a `name` or `promote` that \
+            is not a slug (or `promote` without `name`, `promote_if_better` without `promote` or \
+            without a validation monitor), or an estimated peak memory over \
+            --max-job-memory-bytes; the detail names the field, or the estimate, the limit and \
+            the layer that dominates",
             body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "--max-queued-jobs jobs are already queued",
             body = Problem, content_type = "application/problem+json",
@@ -176,6 +235,7 @@ async fn create_job(
             "dataset_id must be a dataset's UUID, got {dataset_id}"
         ))
     })?;
+    let registry = registry_fields(&mut fields)?;
     let spec = TrainingSpec::from_json(&Value::Object(fields).to_string())?;
     let mut dataset = match state.store.dataset(dataset_id).await {
         Err(StoreError::NotFound { .. }) => {
@@ -192,6 +252,14 @@ async fn create_job(
         )));
     }
     let valid = spec.validate(&jobs::data_shape(&dataset))?;
+    let (monitor, _) = valid.monitor();
+    if registry.promote_if_better && !monitor.starts_with("val_") {
+        return Err(Error::Unprocessable(format!(
+            "promote_if_better compares the model's monitored validation value, but this job \
+             monitors {monitor:?}: set validation_split above 0 (or an early_stopping monitor \
+             such as val_loss)"
+        )));
+    }
     let required = valid.drop_row_columns();
     let dropped = match required.as_slice() {
         [] => 0,
@@ -201,8 +269,59 @@ async fn create_job(
     let valid = jobs::leave_out(&spec, valid, &mut dataset, dropped)?;
     let normalized =
         serde_json::to_value(valid.spec()).map_err(|e| Error::Internal(e.to_string()))?;
-    let job = state.scheduler.submit(&dataset, &valid, normalized).await?;
+    let job = state
+        .scheduler
+        .submit(&dataset, &valid, normalized, registry)
+        .await?;
     Ok(created(job))
+}
+
+/// Takes the registry's fields out of a job body: they say what becomes of the model, not
+/// how to train it, so the engine's spec (which refuses unknown fields, and is stored with
+/// each model as what trained it) never sees them. `null` is the same as leaving one out.
+fn registry_fields(fields: &mut serde_json::Map<String, Value>) -> Result<JobRegistry> {
+    let mut text = |field: &str| match fields.remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(other) => Err(Error::Unprocessable(format!(
+            "{field} must be a string, got {other}"
+        ))),
+    };
+    let name = text("name")?;
+    let promote = text("promote")?;
+    let promote_if_better = match fields.remove("promote_if_better") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(Error::Unprocessable(format!(
+                "promote_if_better must be true or false, got {other}"
+            )))
+        }
+    };
+    if let Some(name) = &name {
+        check_name("name", name).map_err(Error::Unprocessable)?;
+    }
+    if let Some(alias) = &promote {
+        check_alias("promote", alias).map_err(Error::Unprocessable)?;
+        if name.is_none() {
+            return Err(Error::Unprocessable(format!(
+                "promote {alias:?} needs a name: an alias belongs to a model name, so give \
+                 the job \"name\" too"
+            )));
+        }
+    }
+    if promote_if_better && promote.is_none() {
+        return Err(Error::Unprocessable(
+            "promote_if_better needs promote: the alias to move when the model is at least \
+             as good"
+                .into(),
+        ));
+    }
+    Ok(JobRegistry {
+        name,
+        promote,
+        promote_if_better,
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -1,4 +1,4 @@
-//! `POST /models/{id}/evaluate`: loss and metrics on labelled rows.
+//! `POST /models/{ref}/evaluate`: loss and metrics on labelled rows.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -7,12 +7,12 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
-use uuid::Uuid;
 
 use super::csv_body::{self, Wanted};
+use super::reference::{RefParam, Resolved};
 use super::rows::{self, input_names};
 use crate::http::error::{Error, Problem, Result};
-use crate::http::extract::{Body, Json, Path};
+use crate::http::extract::{Body, Json};
 use crate::http::{media_type, AppState};
 use crate::nn::{Evaluation, Samples};
 use crate::serving::ServedModel;
@@ -46,8 +46,8 @@ pub struct LabelledRows {
 
 /// Evaluate on labelled rows: JSON, or CSV with the model's column names as a header (any
 /// order, other columns ignored; a row without a label is left out, as in training).
-#[utoipa::path(post, path = "/models/{id}/evaluate", tag = "models",
-    params(("id" = Uuid, Path, description = "Model id")),
+#[utoipa::path(post, path = "/evaluate", tag = "models",
+    params(RefParam),
     request_body(content(
         (LabelledRows = "application/json"),
         (String = "text/csv", example = "x0,x1,x2,x3,label\n0.1,0.5,-1.2,3.0,1\n"),
@@ -55,7 +55,7 @@ pub struct LabelledRows {
     responses(
         (status = 200, description = "Loss and the spec's metrics", body = EvaluationView),
         (status = 400, description = "Malformed body", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model, name, alias or version", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over --max-body-bytes", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Neither JSON nor CSV", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Rows or labels that do not fit the model, a column it \
@@ -65,11 +65,11 @@ pub struct LabelledRows {
     ))]
 async fn evaluate(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    model: Resolved,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Json<EvaluationView>> {
-    let served = state.models.get(&state.store, id).await?;
+    let served = state.models.get(&state.store, model.id).await?;
     let read: fn(&ServedModel, &[u8]) -> Result<Labelled> = match media_type(&headers).as_deref() {
         Some("application/json") => json_rows,
         Some("text/csv" | "application/csv") => csv_rows,

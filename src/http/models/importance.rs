@@ -1,4 +1,4 @@
-//! `GET /models/{id}/importance`.
+//! `GET /models/{ref}/importance`.
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
@@ -6,8 +6,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::reference::{RefParam, Resolved};
 use crate::http::error::{Error, Problem, Result};
-use crate::http::extract::{Json, Path};
+use crate::http::extract::Json;
 use crate::http::AppState;
 use crate::nn::Importance;
 
@@ -45,17 +46,18 @@ struct Stored {
 
 /// Permutation importance of each input column, computed on the validation split when the
 /// job succeeded.
-#[utoipa::path(get, path = "/models/{id}/importance", tag = "models",
-    params(("id" = Uuid, Path, description = "Model id")),
+#[utoipa::path(get, path = "/importance", tag = "models",
+    params(RefParam),
     responses(
         (status = 200, description = "Each input column's importance, largest first, or why it was not computed",
             body = ImportanceView),
-        (status = 404, description = "No such model", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such model, name, alias or version", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn importance(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    model: Resolved,
 ) -> Result<Json<ImportanceView>> {
+    let id = model.id;
     let model = state.store.model(id).await?;
     let stored: Stored = match model.importance {
         Some(value) => serde_json::from_value(value).map_err(|e| Error::Internal(e.to_string()))?,

@@ -1,4 +1,4 @@
-//! `POST /models/{id}/predict`.
+//! `POST /models/{ref}/predict`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -13,10 +13,11 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::reference::{RefParam, Resolved};
 use super::scores::Format;
 use super::{batch, rows};
 use crate::http::error::{Error, Problem, Result};
-use crate::http::extract::{Body, Json, Path, Query};
+use crate::http::extract::{Body, Json, Query};
 use crate::http::{media_type, AppState};
 use crate::nn::human;
 use crate::parse::instances::{self, InstancesError};
@@ -129,8 +130,8 @@ pub enum PredictAnswer {
 /// model's single output gives both), or one column per regression output named by
 /// target. CSV, or JSON objects with `Accept: application/json`. `?dataset_id=` answers
 /// the same for every row of a stored dataset, streamed.
-#[utoipa::path(post, path = "/models/{id}/predict", tag = "models",
-    params(("id" = Uuid, Path, description = "Model id"), ScoreQuery),
+#[utoipa::path(post, path = "/predict", tag = "models",
+    params(RefParam, ScoreQuery),
     request_body(content(
         (PredictRequest = "application/json"),
         (String = "text/csv", example = "customer,plan,tenure,region\nc00001,pro,30,north\n"),
@@ -156,12 +157,12 @@ pub enum PredictAnswer {
     ))]
 async fn predict(
     State(state): State<AppState>,
-    Path(id): Path<Uuid>,
+    model: Resolved,
     Query(query): Query<ScoreQuery>,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<Response> {
-    let served = state.models.get(&state.store, id).await?;
+    let served = state.models.get(&state.store, model.id).await?;
     let keep = query.keep();
     if let Some(dataset) = query.dataset_id {
         if !body.is_empty() {
