@@ -18,6 +18,17 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:nnserve.db")]
     pub database_url: String,
 
+    /// How long a running job's lease lasts, in seconds, unless its instance renews it: when
+    /// an instance dies, another takes its jobs over this long after its last renewal.
+    #[arg(long, env = "NNSERVE_LEASE_SECONDS", default_value_t = 10.0, value_parser = positive_seconds)]
+    pub lease_seconds: f64,
+
+    /// How often, in seconds, an instance renews its jobs' leases, picks up cancellations
+    /// asked through other instances, and looks for jobs they queued. Several heartbeats
+    /// should fit in a lease.
+    #[arg(long, env = "NNSERVE_HEARTBEAT_SECONDS", default_value_t = 2.0, value_parser = positive_seconds)]
+    pub heartbeat_seconds: f64,
+
     /// Connections this instance keeps open to PostgreSQL (SQLite uses its own fixed pool).
     #[arg(long, env = "NNSERVE_DB_CONNECTIONS", default_value_t = crate::store::DEFAULT_PG_CONNECTIONS)]
     pub db_connections: u32,
@@ -105,6 +116,8 @@ impl Config {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database_url.into(),
             db_connections: crate::store::DEFAULT_PG_CONNECTIONS,
+            lease_seconds: 10.0,
+            heartbeat_seconds: 2.0,
             workers: None,
             max_body_bytes: 1 << 30,
             dataset_memory_bytes: 1 << 30,
@@ -154,4 +167,14 @@ pub fn machine_memory_bytes() -> u64 {
             kib.trim().parse::<u64>().ok()
         })
         .map_or(FALLBACK, |kib| kib * 1024)
+}
+
+/// A duration in seconds: a finite number above zero and at most a day.
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(s),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds above 0 and at most 86400"
+        )),
+    }
 }

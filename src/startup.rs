@@ -4,14 +4,16 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
+use uuid::Uuid;
 
 use crate::config::{cores, Config};
 use crate::http::{self, AppState, Keys};
 use crate::jobs::{Limits, Scheduler};
 use crate::serving::ModelCache;
-use crate::store::{Store, StoreError};
+use crate::store::{Holder, Store, StoreError};
 
 /// Why the service did not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,11 @@ pub enum StartError {
          authenticates"
     )]
     Unauthenticated { addr: SocketAddr },
+    #[error(
+        "--heartbeat-seconds {heartbeat} must be shorter than --lease-seconds {lease}: a lease \
+         renewed less often than it expires is lost between renewals"
+    )]
+    Heartbeat { heartbeat: f64, lease: f64 },
 }
 
 pub struct Application {
@@ -45,12 +52,23 @@ impl Application {
         if keys.is_empty() && !config.addr.ip().is_loopback() && !config.allow_unauthenticated {
             return Err(StartError::Unauthenticated { addr: config.addr });
         }
+        if config.heartbeat_seconds >= config.lease_seconds {
+            return Err(StartError::Heartbeat {
+                heartbeat: config.heartbeat_seconds,
+                lease: config.lease_seconds,
+            });
+        }
+        let holder = Holder {
+            instance: Uuid::new_v4(),
+            lease: Duration::from_secs_f64(config.lease_seconds),
+        };
         let store = Store::connect(&config.database_url, config.db_connections)
             .await
             .map_err(|source| StartError::Database {
                 url: config.database_url.clone(),
                 source,
-            })?;
+            })?
+            .held_by(holder);
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|source| StartError::Bind {
@@ -65,6 +83,7 @@ impl Application {
             dataset_chunk_bytes: config.dataset_chunk_bytes,
             max_queued_jobs: config.max_queued_jobs,
             max_job_memory_bytes: config.job_memory_limit(),
+            heartbeat: Duration::from_secs_f64(config.heartbeat_seconds),
         };
         tracing::info!(
             max_job_memory_bytes = limits.max_job_memory_bytes,

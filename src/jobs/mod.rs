@@ -1,8 +1,11 @@
-//! The training scheduler: a FIFO queue persisted in SQLite, drained by at most `workers`
-//! jobs at once, each training on a blocking thread.
+//! The training scheduler: a FIFO queue persisted in the database, drained by at most
+//! `workers` jobs at once, each training on a blocking thread.
 //!
-//! The queue lives in the `jobs` table, not in memory, so queued jobs survive a restart;
-//! a dispatcher task claims the oldest queued job whenever a worker slot is free.
+//! The queue lives in the `jobs` table, not in memory, so queued jobs survive a restart and
+//! every instance on a shared database drains the same queue: a dispatcher task claims the
+//! oldest queued job (or one whose lease expired) whenever a worker slot is free, and a
+//! heartbeat task renews the leases of the jobs this instance runs, stopping those it lost
+//! and those some instance asked to cancel.
 
 mod run;
 mod stream;
@@ -22,7 +25,8 @@ use crate::nn::{
 };
 use crate::serving::ModelCache;
 use crate::store::{
-    Dataset, Job, JobRegistry, JobRows, JobStatus, LeftOut, NewJob, Store, StoreError, MAX_CRASHES,
+    crash_message, Dataset, Job, JobRegistry, JobRows, JobStatus, LeftOut, NewJob, Store,
+    StoreError, MAX_CRASHES,
 };
 
 /// How much the scheduler runs and admits.
@@ -40,6 +44,9 @@ pub struct Limits {
     pub max_queued_jobs: u64,
     /// Largest estimated peak memory of one job.
     pub max_job_memory_bytes: u64,
+    /// How often the leases of running jobs are renewed, cancellations asked elsewhere
+    /// picked up, and the queue looked at for jobs other instances queued.
+    pub heartbeat: Duration,
 }
 
 /// Why a job was not queued.
@@ -85,11 +92,20 @@ struct Inner {
     wake: Notify,
     /// One permit per worker slot; a running job holds one.
     slots: Arc<Semaphore>,
-    /// Cancellation flags of running jobs, polled by the training loop between batches.
-    cancels: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
+    /// The flags of the jobs running here, polled by the training loop between batches.
+    running: Mutex<HashMap<Uuid, JobFlags>>,
     /// Set on shutdown: running jobs stop within a batch and go back to the queue.
     stopping: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
+}
+
+/// What stops a running job at its next batch, beside a shutdown.
+#[derive(Clone, Default)]
+pub(super) struct JobFlags {
+    /// A user cancelled it.
+    pub cancel: Arc<AtomicBool>,
+    /// Another instance took it over: nothing more is written for it here.
+    pub lost: Arc<AtomicBool>,
 }
 
 /// What `cancel` did.
@@ -122,21 +138,25 @@ impl Inner {
 }
 
 impl Scheduler {
-    /// Re-queues jobs a previous process left running, then starts dispatching.
+    /// Re-queues jobs a previous process left running (on a database no other instance
+    /// shares; on a shared one they are taken over when their leases expire), then starts
+    /// dispatching.
     pub async fn start(
         store: Store,
         models: ModelCache,
         limits: Limits,
     ) -> Result<Self, StoreError> {
-        let after_crash = store.requeue_running().await?;
-        if after_crash.requeued > 0 {
-            tracing::warn!(
-                jobs = after_crash.requeued,
-                "re-queued jobs the last process left running; they resume from their checkpoints"
-            );
-        }
-        for id in &after_crash.failed {
-            tracing::error!(job = %id, status = "failed", "the process died {MAX_CRASHES} times in a row running this job; failed instead of resumed");
+        if !store.is_shared() {
+            let after_crash = store.requeue_running().await?;
+            if after_crash.requeued > 0 {
+                tracing::warn!(
+                    jobs = after_crash.requeued,
+                    "re-queued jobs the last process left running; they resume from their checkpoints"
+                );
+            }
+            for id in &after_crash.failed {
+                tracing::error!(job = %id, status = "failed", "the process died {MAX_CRASHES} times in a row running this job; failed instead of resumed");
+            }
         }
         let (stop, stopped) = watch::channel(false);
         let (workers, cores) = (limits.workers, limits.cores);
@@ -147,12 +167,14 @@ impl Scheduler {
             limits,
             admission: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
-            cancels: Mutex::default(),
+            running: Mutex::default(),
             stopping: Arc::default(),
             stop,
         });
-        tokio::spawn(dispatch(inner.clone(), stopped));
-        tracing::info!(workers, cores, "scheduler started");
+        tokio::spawn(dispatch(inner.clone(), stopped.clone()));
+        tokio::spawn(heartbeat(inner.clone(), stopped));
+        let instance = inner.store.holder().instance;
+        tracing::info!(workers, cores, %instance, "scheduler started");
         Ok(Self { inner })
     }
 
@@ -233,11 +255,14 @@ impl Scheduler {
                 status: job.status,
             });
         }
-        // Running (or claimed a moment ago): the flag may be created here before the
-        // dispatcher registers it, which then finds it already set.
-        self.inner.flag(id).store(true, Ordering::Relaxed);
+        // Running, here or on another instance: the one holding it sees the request at its
+        // next heartbeat; here, at once.
+        store.request_cancel(id).await?;
+        if let Some(flags) = self.inner.flags(id) {
+            flags.cancel.store(true, Ordering::Relaxed);
+        }
         tracing::info!(job = %id, "cancellation requested");
-        Ok(Cancellation::Requested(job))
+        Ok(Cancellation::Requested(store.job(id).await?))
     }
 
     /// Stops dispatching and interrupts running jobs, which go back to the queue with
@@ -290,16 +315,16 @@ pub fn data_shape(dataset: &Dataset) -> DataShape {
 }
 
 impl Inner {
-    fn flag(&self, id: Uuid) -> Arc<AtomicBool> {
-        let mut cancels = self.cancels.lock().unwrap_or_else(PoisonError::into_inner);
-        cancels.entry(id).or_default().clone()
+    fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, JobFlags>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn flags(&self, id: Uuid) -> Option<JobFlags> {
+        self.running().get(&id).cloned()
     }
 
     fn forget(&self, id: Uuid) {
-        self.cancels
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+        self.running().remove(&id);
     }
 }
 
@@ -315,8 +340,11 @@ async fn dispatch(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             }
             match inner.store.claim_next_job().await {
                 Ok(Some(job)) => break job,
+                // Jobs queued on other instances, and leases that expire, are found by
+                // looking again after a heartbeat.
                 Ok(None) => tokio::select! {
                     () = inner.wake.notified() => {}
+                    () = tokio::time::sleep(inner.limits.heartbeat) => {}
                     _ = stop.changed() => return,
                 },
                 Err(err) => {
@@ -325,7 +353,58 @@ async fn dispatch(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
                 }
             }
         };
-        let cancel = inner.flag(job.id);
-        tokio::spawn(run::run(inner.clone(), job, cancel, slot));
+        if job.crashes >= MAX_CRASHES {
+            tracing::error!(job = %job.id, status = "failed", "the job's process died {MAX_CRASHES} times in a row running it; failed instead of resumed");
+            let failed = inner
+                .store
+                .finish_job(job.id, JobStatus::Failed, Some(&crash_message()))
+                .await;
+            if let Err(err) = failed {
+                tracing::error!(job = %job.id, error = %err, "cannot record the failure");
+            }
+            continue;
+        }
+        let flags = JobFlags::default();
+        inner.running().insert(job.id, flags.clone());
+        tokio::spawn(run::run(inner.clone(), job, flags, slot));
+    }
+}
+
+/// Renews this instance's leases every heartbeat, and stops its jobs that were taken over
+/// or that some instance asked to cancel. When the database does not answer, the jobs go
+/// on: their writes are checked against the lease when it answers again.
+async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(inner.limits.heartbeat) => {}
+            _ = stop.changed() => return,
+        }
+        // Taken before renewing: a job claimed meanwhile is not yet known to the renewal.
+        let running: Vec<(Uuid, JobFlags)> = inner
+            .running()
+            .iter()
+            .map(|(id, flags)| (*id, flags.clone()))
+            .collect();
+        if running.is_empty() {
+            continue;
+        }
+        let held = match inner.store.renew_leases().await {
+            Ok(held) => held,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot renew the leases of the running jobs");
+                continue;
+            }
+        };
+        for (id, flags) in running {
+            match held.iter().find(|h| h.id == id) {
+                Some(h) if h.cancel_requested => flags.cancel.store(true, Ordering::Relaxed),
+                Some(_) => {}
+                None => {
+                    if !flags.lost.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(job = %id, "lost the job's lease: another instance took it over");
+                    }
+                }
+            }
+        }
     }
 }

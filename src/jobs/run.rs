@@ -1,7 +1,7 @@
 //! Running one job: load its dataset, train one trial per batch size on a blocking thread,
 //! store every epoch as it ends, keep the best trial's model.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::stream::StoredRows;
 use super::trial::Trial;
-use super::{dataset_bytes, Inner};
+use super::{dataset_bytes, Inner, JobFlags};
 use crate::nn::{
     self, EpochRecord, Model, ModelError, Samples, SpecError, TrainError, TrainingSpec, ValidSpec,
 };
@@ -49,23 +49,28 @@ impl From<TrainError> for JobError {
 }
 
 /// Runs `job` to its end and records how it ended; `_slot` frees the worker slot on return.
-pub(super) async fn run(
-    inner: Arc<Inner>,
-    job: Job,
-    cancel: Arc<AtomicBool>,
-    _slot: OwnedSemaphorePermit,
-) {
+pub(super) async fn run(inner: Arc<Inner>, job: Job, flags: JobFlags, _slot: OwnedSemaphorePermit) {
     let id = job.id;
     let span = tracing::info_span!("job", id = %id);
     async {
         tracing::info!(status = "running", dataset = %job.dataset_id, "job started");
-        let result = train(&inner, &job, &cancel).await;
+        let result = train(&inner, &job, &flags).await;
+        let taken_over = flags.lost.load(Ordering::Relaxed)
+            || matches!(result, Err(JobError::Store(StoreError::LeaseLost { .. })));
         let recorded = match result {
             Ok(model) => {
                 tracing::info!(status = "succeeded", model = %model, "job finished");
                 Ok(())
             }
-            Err(JobError::Stopped) if cancel.load(Ordering::Relaxed) => {
+            // Fenced: the instance that took the job over writes how it goes on.
+            Err(_) if taken_over => {
+                tracing::warn!(
+                    status = "taken over",
+                    "another instance holds the job's lease now; stopped without writing"
+                );
+                Ok(())
+            }
+            Err(JobError::Stopped) if flags.cancel.load(Ordering::Relaxed) => {
                 tracing::info!(status = "cancelled", "job cancelled");
                 inner.store.finish_job(id, JobStatus::Cancelled, None).await
             }
@@ -149,7 +154,7 @@ async fn load(inner: &Inner, job: &Job, dataset: &Dataset) -> Result<Rows, JobEr
     })))
 }
 
-async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Result<Uuid, JobError> {
+async fn train(inner: &Arc<Inner>, job: &Job, flags: &JobFlags) -> Result<Uuid, JobError> {
     let store = &inner.store;
     let mut dataset = store.dataset(job.dataset_id).await?;
     let spec = TrainingSpec::from_json(&job.spec.to_string())?;
@@ -163,7 +168,8 @@ async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Resul
         if finished.iter().any(|t| t.trial == trial) {
             continue;
         }
-        if cancel.load(Ordering::Relaxed) || inner.stopping.load(Ordering::Relaxed) {
+        let stop = [&flags.cancel, &flags.lost, &inner.stopping];
+        if stop.iter().any(|flag| flag.load(Ordering::Relaxed)) {
             return Err(JobError::Stopped);
         }
         let resume = match &checkpoint {
@@ -177,7 +183,7 @@ async fn train(inner: &Arc<Inner>, job: &Job, cancel: &Arc<AtomicBool>) -> Resul
             spec: spec.clone(),
             rows: rows.clone(),
         };
-        let outcome = trial_run.run(inner, cancel, resume).await?;
+        let outcome = trial_run.run(inner, flags, resume).await?;
         let result = TrialResult {
             trial,
             batch_size,

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::run::{to_json, JobError, Rows};
-use super::Inner;
+use super::{Inner, JobFlags};
 use crate::nn::{
     self, EpochRecord, FitObserver, FitOptions, FitOutcome, Samples, TrainError, TrainingState,
     ValidSpec,
@@ -45,7 +45,7 @@ impl Trial {
     pub async fn run(
         self,
         inner: &Arc<Inner>,
-        cancel: &Arc<AtomicBool>,
+        flags: &JobFlags,
         resume: Option<Checkpoint>,
     ) -> Result<FitOutcome, JobError> {
         let (progress, mut reports) = mpsc::unbounded_channel();
@@ -53,7 +53,12 @@ impl Trial {
         let abort = Arc::new(AtomicBool::new(false));
         let mut observer = Observer {
             progress,
-            stop: [cancel.clone(), inner.stopping.clone(), abort.clone()],
+            stop: [
+                flags.cancel.clone(),
+                flags.lost.clone(),
+                inner.stopping.clone(),
+                abort.clone(),
+            ],
         };
         let options = FitOptions {
             batch_size: self.batch_size,
@@ -156,8 +161,8 @@ impl Trial {
 /// Hands finished epochs to the async side without blocking training on the database.
 struct Observer {
     progress: mpsc::UnboundedSender<TrialReport>,
-    /// User cancellation, shutdown, storage failure.
-    stop: [Arc<AtomicBool>; 3],
+    /// User cancellation, a lost lease, shutdown, storage failure.
+    stop: [Arc<AtomicBool>; 4],
 }
 
 impl FitObserver for Observer {

@@ -8,9 +8,10 @@ use uuid::Uuid;
 
 use crate::nn::Mode;
 
+use super::leases::hold;
 use super::registry::{version_of, Promotion};
 use super::training::end_training;
-use super::{from_json, json, now, parse_id, Dialect, Result, Store, StoreError};
+use super::{from_json, json, now, parse_id, Result, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -87,6 +88,9 @@ pub struct Job {
     pub model_version: Option<u32>,
     /// Whether `registry.promote` moved, once it succeeded.
     pub promotion: Option<Promotion>,
+    /// Consecutive times its process died (or lost its lease) before it finished another
+    /// epoch.
+    pub crashes: i64,
 }
 
 /// What a job asks of the model registry, beside its training spec.
@@ -140,7 +144,7 @@ impl DataPath {
 }
 
 #[derive(sqlx::FromRow)]
-struct JobRow {
+pub(super) struct JobRow {
     id: String,
     dataset_id: String,
     spec: String,
@@ -171,14 +175,15 @@ struct JobRow {
     promote_if_better: bool,
     model_version: Option<i64>,
     promotion: Option<String>,
+    crashes: i64,
 }
 
-const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
+pub(super) const COLUMNS: &str = "id, dataset_id, spec, status, batch_sizes, epochs, epochs_done, \
     monitor, monitor_mode, \
     best_trial, best_epoch, best_value, stopped_early, overfitting_epoch, error, model_id, \
     created_at, started_at, finished_at, data_path, estimated_peak_bytes, \
     training_rows, validation_rows, unlabelled_rows, dropped_rows, \
-    name, promote, promote_if_better, model_version, promotion";
+    name, promote, promote_if_better, model_version, promotion, crashes";
 
 impl TryFrom<JobRow> for Job {
     type Error = StoreError;
@@ -228,12 +233,21 @@ impl TryFrom<JobRow> for Job {
                 .as_deref()
                 .map(|text| from_json(text, "job promotion"))
                 .transpose()?,
+            crashes: row.crashes,
         })
     }
 }
 
 /// Consecutive deaths of the process while running a job after which it is failed.
 pub const MAX_CRASHES: i64 = 3;
+
+/// Why a job failed by the crash rule.
+pub fn crash_message() -> String {
+    format!(
+        "the service process died {MAX_CRASHES} times in a row while running this job, each \
+         time before it finished another epoch; it is not resumed again"
+    )
+}
 
 /// What [`Store::requeue_running`] did.
 #[derive(Debug, Default)]
@@ -341,29 +355,6 @@ impl Store {
         Ok((jobs, total as u64))
     }
 
-    /// Marks the oldest queued job running and returns it. On PostgreSQL the oldest
-    /// queued row is locked by the claiming statement and skipped by any other claiming
-    /// at the same time, so two instances never take the same job; SQLite has one writer.
-    pub async fn claim_next_job(&self) -> Result<Option<Job>> {
-        let lock = match self.dialect() {
-            Dialect::Sqlite => "",
-            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $1) \
-             WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1{lock}) \
-             RETURNING {COLUMNS}"
-        );
-        on_pool!(self, pool => {
-            sqlx::query_as::<_, JobRow>(&sql)
-                .bind(now())
-                .fetch_optional(pool)
-                .await
-        })?
-        .map(Job::try_from)
-        .transpose()
-    }
-
     /// Jobs left `running` by a process that is gone: each counts one more crash; those
     /// at [`MAX_CRASHES`] in a row fail, the others go back in the queue (in their
     /// original order) and resume from their last checkpoint.
@@ -375,10 +366,7 @@ impl Store {
                 .await
                 .map(|done| done.rows_affected())
         })?;
-        let error = format!(
-            "the service process died {MAX_CRASHES} times in a row while running this job, \
-             each time before it finished another epoch; it is not resumed again"
-        );
+        let error = crash_message();
         let failed: Vec<String> = on_tx!(&mut tx, conn => {
             sqlx::query_scalar(
                 "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2 \
@@ -397,7 +385,9 @@ impl Store {
             failed_ids.push(id);
         }
         let requeued = on_tx!(&mut tx, conn => {
-            sqlx::query("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
+            sqlx::query(
+                "UPDATE jobs SET status = 'queued', lease_owner = NULL WHERE status = 'running'",
+            )
                 .execute(conn)
                 .await
                 .map(|done| done.rows_affected())
@@ -432,18 +422,6 @@ impl Store {
         Ok(n as u64)
     }
 
-    /// Puts one running job back in the queue (its process is stopping).
-    pub async fn requeue(&self, id: Uuid) -> Result<()> {
-        on_pool!(self, pool => {
-            sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = $1 AND status = 'running'")
-                .bind(id.to_string())
-                .execute(pool)
-                .await
-                .map(|done| done.rows_affected())
-        })?;
-        Ok(())
-    }
-
     /// Cancels a job if it is still queued; false when it is not (any more).
     pub async fn cancel_queued(&self, id: Uuid) -> Result<bool> {
         let done = on_pool!(self, pool => {
@@ -460,9 +438,10 @@ impl Store {
         Ok(done == 1)
     }
 
-    /// Ends a job as failed or cancelled.
+    /// Ends a job this instance holds as failed or cancelled.
     pub async fn finish_job(&self, id: Uuid, status: JobStatus, error: Option<&str>) -> Result<()> {
         let mut tx = self.begin().await?;
+        hold(&mut tx, &self.holder, id).await?;
         on_tx!(&mut tx, conn => {
             sqlx::query("UPDATE jobs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
                 .bind(status.as_str())

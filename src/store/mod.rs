@@ -38,6 +38,7 @@ pub mod chunk_codec;
 mod chunks;
 mod datasets;
 mod jobs;
+mod leases;
 mod models;
 mod registry;
 mod training;
@@ -54,7 +55,10 @@ use uuid::Uuid;
 pub use datasets::{
     ColumnReport, ColumnType, Dataset, DatasetWriter, LeftOut, NewDataset, Table, TargetStats,
 };
-pub use jobs::{DataPath, Job, JobRegistry, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES};
+pub use jobs::{
+    crash_message, DataPath, Job, JobRegistry, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES,
+};
+pub use leases::{Held, Holder, DEFAULT_LEASE};
 pub use models::{Completed, JobOutcome, StoredModel};
 pub use registry::{
     check_alias, check_name, check_slug, Alias, ModelRef, PromoteRequest, Promotion, RefError,
@@ -74,6 +78,9 @@ pub enum StoreError {
     Aliased(String),
     #[error("dataset {id} is used by {jobs} queued or running job(s); cancel them first")]
     DatasetInUse { id: Uuid, jobs: i64 },
+    /// Another instance took the job over: this one writes nothing more for it.
+    #[error("this instance no longer holds the lease of job {id}")]
+    LeaseLost { id: Uuid },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]
@@ -88,6 +95,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Db,
+    /// Whose leases its writes for running jobs check.
+    holder: Holder,
 }
 
 #[derive(Clone, Debug)]
@@ -178,6 +187,7 @@ impl Store {
             );
         Ok(Self {
             db: Db::Sqlite { pool, uploads },
+            holder: Holder::default(),
         })
     }
 
@@ -193,6 +203,7 @@ impl Store {
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
         Ok(Self {
             db: Db::Postgres { pool },
+            holder: Holder::default(),
         })
     }
 

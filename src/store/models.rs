@@ -5,6 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::datasets::ColumnType;
+use super::leases::hold;
 use super::registry::{self, held_value, version_of, PromoteRequest, Promotion};
 use super::training::end_training;
 use super::{from_json, json, now, parse_id, Dialect, Result, Store, StoreError};
@@ -164,6 +165,7 @@ impl Store {
         promote: Option<&PromoteRequest>,
     ) -> Result<Completed> {
         let mut tx = self.begin().await?;
+        hold(&mut tx, &self.holder, model.job_id).await?;
         // The counter only grows, and this write locks the name (on SQLite, the database)
         // until the transaction ends.
         model.version = match &model.name {

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::leases::hold;
 use super::{from_json, json, Dialect, Result, Store, StoreError, Tx};
 
 /// One finished epoch as stored.
@@ -36,7 +37,8 @@ pub struct TrialResult {
 type TrialRow = (i64, i64, Option<i64>, Option<f64>, bool, Option<i64>);
 
 impl Store {
-    /// Stores a finished epoch, its checkpoint and the job's progress in one transaction.
+    /// Stores a finished epoch, its checkpoint and the job's progress in one transaction,
+    /// if this instance still holds the job's lease.
     /// `overfitting` flags an earlier epoch of the trial: overfitting is only recognised a
     /// few epochs after it began, when that epoch's row is already stored.
     pub async fn record_epoch(
@@ -47,6 +49,7 @@ impl Store {
         overfitting: Option<usize>,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
+        hold(&mut tx, &self.holder, id).await?;
         let job = id.to_string();
         on_tx!(&mut tx, conn => {
             sqlx::query(
@@ -147,6 +150,7 @@ impl Store {
     /// Records a finished trial with its model; its checkpoint is no longer needed.
     pub async fn finish_trial(&self, id: Uuid, result: &TrialResult, model: &[u8]) -> Result<()> {
         let mut tx = self.begin().await?;
+        hold(&mut tx, &self.holder, id).await?;
         on_tx!(&mut tx, conn => {
             sqlx::query(
                 "INSERT INTO job_trials (job_id, trial, batch_size, best_epoch, best_value, \
@@ -213,6 +217,7 @@ impl Store {
     /// Forgets a trial's epochs and checkpoint so it can start over.
     pub async fn reset_trial(&self, id: Uuid, trial: usize) -> Result<()> {
         let mut tx = self.begin().await?;
+        hold(&mut tx, &self.holder, id).await?;
         on_tx!(&mut tx, conn => {
             sqlx::query("DELETE FROM job_epochs WHERE job_id = $1 AND trial = $2")
                 .bind(id.to_string())

@@ -14,7 +14,7 @@ use crate::process::start;
 
 /// Wide layers and small batches: tens of milliseconds per epoch or more, so a kill
 /// lands inside an epoch.
-fn slow_spec(dataset: &str, epochs: usize) -> Value {
+pub fn slow_spec(dataset: &str, epochs: usize) -> Value {
     let mut spec = binary_spec(dataset, epochs);
     spec["model"]["layers"][1]["units"] = json!(256);
     spec["model"]["layers"][3]["units"] = json!(256);
@@ -23,7 +23,7 @@ fn slow_spec(dataset: &str, epochs: usize) -> Value {
 }
 
 /// Epoch records without their wall-clock time, which no two runs share.
-async fn records(app: &TestApp, job: &str) -> Vec<Value> {
+pub async fn records(app: &TestApp, job: &str) -> Vec<Value> {
     let metrics = app.get_json(&format!("/jobs/{job}/metrics")).await;
     metrics["epochs"]
         .as_array()
@@ -37,7 +37,7 @@ async fn records(app: &TestApp, job: &str) -> Vec<Value> {
         .collect()
 }
 
-async fn predictions(app: &TestApp, model: &str) -> Value {
+pub async fn predictions(app: &TestApp, model: &str) -> Value {
     let rows: Vec<Vec<f64>> = linear_rows(30, 77)
         .into_iter()
         .map(|(x, _)| x.to_vec())
@@ -53,7 +53,7 @@ async fn predictions(app: &TestApp, model: &str) -> Value {
 }
 
 /// One job trained to the end by one process: the control for the killed runs.
-async fn control_run(csv: &str, spec: impl Fn(&str) -> Value) -> (Vec<Value>, Value) {
+pub async fn control_run(csv: &str, spec: impl Fn(&str) -> Value) -> (Vec<Value>, Value) {
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let server = start(&dir, &["--workers", "1"], None);
     let dataset = server.app.upload(csv.to_owned(), "?target=label").await;
@@ -216,7 +216,17 @@ async fn sigterm_finishes_in_flight_requests_checkpoints_and_exits_0() {
 #[tokio::test]
 async fn a_job_whose_process_dies_three_times_before_an_epoch_is_failed() {
     let dir = Arc::new(tempfile::tempdir().unwrap());
-    let mut server = start(&dir, &["--workers", "1"], None);
+    // On a shared database (PostgreSQL) a dead instance's job is taken over when its
+    // lease expires, and that claim counts the death.
+    let args = [
+        "--workers",
+        "1",
+        "--lease-seconds",
+        "1",
+        "--heartbeat-seconds",
+        "0.2",
+    ];
+    let mut server = start(&dir, &args, None);
     // An epoch of seconds: 20 000 rows in batches of 8 through 256-wide layers.
     let csv = to_csv(&linear_rows(20_000, 4));
     let dataset = server.app.upload(csv, "?target=label").await;
@@ -224,13 +234,24 @@ async fn a_job_whose_process_dies_three_times_before_an_epoch_is_failed() {
         .app
         .submit(&slow_spec(dataset["id"].as_str().unwrap(), 3))
         .await;
+    let crashes = "SELECT crashes FROM jobs WHERE id = $1";
     for death in 1..=3 {
         let running = server.app.wait_job(&job, |j| j["status"] != "queued").await;
         assert_eq!(running["status"], "running", "death {death}: {running}");
         tokio::time::sleep(Duration::from_millis(200)).await;
         server.sigkill();
-        server = start(&dir, &["--workers", "1"], None);
-        let seen = server.app.get_json(&format!("/jobs/{job}")).await;
+        server = start(&dir, &args, None);
+        for _ in 0..600 {
+            if server.app.db.number(crashes, &[&job]).await.unwrap() >= death {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let seen = if death < 3 {
+            server.app.get_json(&format!("/jobs/{job}")).await
+        } else {
+            server.app.wait_job(&job, |j| j["status"] == "failed").await
+        };
         assert_eq!(
             seen["epoch"], 0,
             "each death came before the first epoch ended"

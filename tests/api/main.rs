@@ -7,6 +7,7 @@ mod datasets;
 mod features;
 mod health;
 mod helpers;
+mod instances;
 mod jobs;
 mod journey;
 mod keys;

@@ -82,6 +82,16 @@ impl Process {
         self.child.wait().expect("reaped");
     }
 
+    /// SIGSTOP (`pause`) or SIGCONT: the process is frozen, or runs again, as a VM that
+    /// stalls would.
+    pub fn signal(&self, name: &str) {
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -{name}");
+    }
+
     /// SIGTERM; returns the exit status and how long the process took to exit.
     pub fn sigterm(mut self) -> (ExitStatus, Duration) {
         let started = Instant::now();
