@@ -5,11 +5,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::nn::{Model, ModelError};
-use crate::store::{ModelRef, Store, StoreError, StoredModel};
+use crate::store::{ModelEvent, ModelRef, Store, StoreError, StoredModel};
+
+/// How often a cache on a shared database reads the model events even without a notice
+/// (a notice is lost while the listening connection reconnects).
+const LOOK_EVERY: Duration = Duration::from_millis(500);
 
 /// A model ready to predict, with what requests need to address its inputs by name.
 pub struct ServedModel {
@@ -182,6 +187,57 @@ impl ModelCache {
         let mut refs = self.refs.write().unwrap_or_else(PoisonError::into_inner);
         refs.generation += 1;
         refs.ids.clear();
+    }
+
+    /// Keeps this cache true to the changes other instances on a shared database make: a
+    /// model deleted elsewhere is forgotten here, and references resolve anew after a
+    /// name or alias changed elsewhere, within a notice or [`LOOK_EVERY`]. Runs until the
+    /// process ends.
+    pub async fn follow(self, store: Store) {
+        let mut seen = loop {
+            match store.last_model_event().await {
+                Ok(seq) => break seq,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the model events; retrying");
+                    tokio::time::sleep(LOOK_EVERY).await;
+                }
+            }
+        };
+        let mut notices = None;
+        loop {
+            if notices.is_none() {
+                notices = store.model_event_notices().await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "cannot listen for model events; looking every {LOOK_EVERY:?}");
+                    None
+                });
+            }
+            let heard = async {
+                match notices.as_mut() {
+                    Some(notices) => notices.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let heard = tokio::select! {
+                heard = heard => Some(heard),
+                () = tokio::time::sleep(LOOK_EVERY) => None,
+            };
+            if let Some(Err(err)) = heard {
+                tracing::warn!(error = %err, "the model events' listener dropped; listening again");
+                notices = None;
+            }
+            match store.model_events_after(seen).await {
+                Ok((events, last)) => {
+                    for event in events {
+                        match event {
+                            ModelEvent::Deleted(id) => self.remove(id),
+                            ModelEvent::RefsChanged => self.refs_changed(),
+                        }
+                    }
+                    seen = last;
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot read the model events"),
+            }
+        }
     }
 
     /// Bytes and count of the models held now.

@@ -91,6 +91,9 @@ impl Application {
             model_cache_bytes = config.model_cache_bytes,
             "limits"
         );
+        if store.is_shared() {
+            tokio::spawn(models.clone().follow(store.clone()));
+        }
         let scheduler = Scheduler::start(store.clone(), models.clone(), limits)
             .await
             .map_err(|source| StartError::Database {

@@ -38,7 +38,7 @@ impl Holder {
 }
 
 /// Milliseconds since the Unix epoch: leases compare as integers on both backends.
-fn clock_ms() -> i64 {
+pub(super) fn clock_ms() -> i64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();

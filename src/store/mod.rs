@@ -37,6 +37,7 @@ macro_rules! on_tx {
 pub mod chunk_codec;
 mod chunks;
 mod datasets;
+mod events;
 mod jobs;
 mod leases;
 mod models;
@@ -55,6 +56,7 @@ use uuid::Uuid;
 pub use datasets::{
     ColumnReport, ColumnType, Dataset, DatasetWriter, LeftOut, NewDataset, Table, TargetStats,
 };
+pub use events::{ModelEvent, Notices};
 pub use jobs::{
     crash_message, DataPath, Job, JobRegistry, JobRows, JobStatus, NewJob, Requeued, MAX_CRASHES,
 };

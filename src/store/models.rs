@@ -5,6 +5,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::datasets::ColumnType;
+use super::events::{self, ModelEvent};
 use super::leases::hold;
 use super::registry::{self, held_value, version_of, PromoteRequest, Promotion};
 use super::training::end_training;
@@ -255,6 +256,10 @@ impl Store {
             .map(|done| done.rows_affected())
         })?;
         end_training(&mut tx, model.job_id).await?;
+        if model.name.is_some() {
+            // A new latest version, and perhaps a moved alias.
+            events::record(&mut tx, self.dialect(), ModelEvent::RefsChanged).await?;
+        }
         tx.commit().await?;
         Ok(Completed { model, promotion })
     }
@@ -327,19 +332,22 @@ impl Store {
         for _ in 0..3 {
             // The check and the deletion are one statement: an alias set meanwhile either
             // comes first (and the model stays) or finds the model gone.
-            let deleted = on_pool!(self, pool => {
+            let mut tx = self.begin().await?;
+            let deleted = on_tx!(&mut tx, conn => {
                 sqlx::query(
                     "DELETE FROM models WHERE id = $1 \
                      AND NOT EXISTS (SELECT 1 FROM model_aliases WHERE model_id = $1)",
                 )
                 .bind(id.to_string())
-                .execute(pool)
+                .execute(conn)
                 .await
                 .map(|done| done.rows_affected())
             })?;
             if deleted == 1 {
-                return Ok(());
+                events::record(&mut tx, self.dialect(), ModelEvent::Deleted(id)).await?;
+                return tx.commit().await;
             }
+            drop(tx);
             let model: Option<(Option<String>, Option<i64>)> = on_pool!(self, pool => {
                 sqlx::query_as("SELECT name, version FROM models WHERE id = $1")
                     .bind(id.to_string())

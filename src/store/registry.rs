@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::nn::{EpochRecord, Mode};
 
+use super::events::{self, ModelEvent};
 use super::{now, parse_id, Result, Store, StoreError, Tx};
 
 /// The longest name or alias.
@@ -502,6 +503,7 @@ impl Store {
                 .await?);
         };
         upsert_alias(&mut tx, name, alias, parse_id(&id)?).await?;
+        events::record(&mut tx, self.dialect(), ModelEvent::RefsChanged).await?;
         let previous = match previous {
             Some(model) => {
                 let v: i64 = on_tx!(&mut tx, conn => {
@@ -567,15 +569,20 @@ impl Store {
     }
 
     pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        let deleted = on_pool!(self, pool => {
+        let mut tx = self.begin().await?;
+        let deleted = on_tx!(&mut tx, conn => {
             sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2")
                 .bind(name)
                 .bind(alias)
-                .execute(pool)
+                .execute(conn)
                 .await
                 .map(|done| done.rows_affected())
         })?;
-        if deleted == 0 {
+        if deleted == 1 {
+            events::record(&mut tx, self.dialect(), ModelEvent::RefsChanged).await?;
+            tx.commit().await?;
+        } else {
+            drop(tx);
             return Err(self
                 .missing(&ModelRef::Alias {
                     name: name.to_owned(),

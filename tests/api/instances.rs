@@ -239,3 +239,60 @@ async fn a_cancel_asked_of_one_instance_stops_the_job_another_runs() {
     assert_eq!(done["status"], "cancelled", "{done}");
     assert!(done["epoch"].as_u64().unwrap() < 200);
 }
+
+#[tokio::test]
+async fn a_change_made_through_one_instance_reaches_the_others_cache_within_a_second() {
+    let Some((_dir, servers)) = instances(2) else {
+        return;
+    };
+    let (a, b) = (&servers[0].app, &servers[1].app);
+    let dataset = a
+        .upload(to_csv(&linear_rows(200, 6)), "?target=label")
+        .await;
+    let mut spec = binary_spec(dataset["id"].as_str().unwrap(), 2);
+    spec["name"] = serde_json::json!("shared");
+    let mut models = Vec::new();
+    for _ in 0..2 {
+        let job = a.submit(&spec).await;
+        let done = a.wait_finished(&job).await;
+        models.push(done["model_id"].as_str().unwrap().to_owned());
+    }
+    let point = |version: u32| {
+        let url = a.url("/models/shared/aliases/live");
+        let request = a
+            .client
+            .put(url)
+            .json(&serde_json::json!({ "version": version }));
+        async move { assert!(request.send().await.unwrap().status().is_success()) }
+    };
+    point(1).await;
+    // B resolves the alias and loads the model: both are cached there now.
+    assert_eq!(b.get_json("/models/shared@live").await["id"], models[0]);
+    predictions(b, &models[0]).await;
+    point(2).await;
+    let within = |what: &'static str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(1);
+        move || {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} took over a second"
+            )
+        }
+    };
+    let in_time = within("the alias's move");
+    while b.get_json("/models/shared@live").await["id"] != models[1] {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        a.delete(&format!("/models/{}", models[0])).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    let in_time = within("the deletion");
+    let predict = format!("/models/{}/predict", models[0]);
+    let body = serde_json::json!({"instances": [[0.1, 0.2, 0.3, 0.4]]});
+    while b.post_json(&predict, &body).await.status() != StatusCode::NOT_FOUND {
+        in_time();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

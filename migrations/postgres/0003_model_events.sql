@@ -1,0 +1,8 @@
+-- Changes other instances' model caches must see: a deleted model (model_id), or any
+-- change to what names and aliases resolve to (model_id NULL). Read by `seq`; old rows
+-- are pruned as new ones are written.
+CREATE TABLE model_events (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    model_id    TEXT,
+    created_ms  BIGINT NOT NULL
+);
