@@ -12,6 +12,7 @@ mod journey;
 mod keys;
 mod limits;
 mod models;
+mod onnx;
 mod openapi;
 mod outcomes;
 mod parquet;
