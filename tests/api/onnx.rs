@@ -112,6 +112,16 @@ fn matrix(value: &Value) -> Vec<Vec<f64>> {
 
 fn assert_close(what: &str, got: &[Vec<f64>], expected: &[Vec<f64>]) {
     assert_eq!(got.len(), expected.len(), "{what}: rows");
+    let worst = got
+        .iter()
+        .flatten()
+        .zip(expected.iter().flatten())
+        .map(|(g, e)| (g - e).abs())
+        .fold(0.0, f64::max);
+    eprintln!(
+        "{what}: {} rows, largest |ONNX − predict| {worst:e}",
+        got.len()
+    );
     for (i, (g, e)) in got.iter().zip(expected).enumerate() {
         assert_eq!(g.len(), e.len(), "{what}: row {i}'s width");
         for (j, (g, e)) in g.iter().zip(e).enumerate() {
