@@ -27,7 +27,9 @@ pub fn columns(
         };
         match &column.encoding {
             ColumnEncoding::Skip => continue,
-            ColumnEncoding::Hashed => return Err(refuse("is hashed (output_mode \"hashed\")")),
+            ColumnEncoding::Hashed => {
+                return Err(refuse("is hashed (string_hashed, integer_hashed)"))
+            }
             ColumnEncoding::Lookup(lookup) if lookup.num_oov > 1 => {
                 return Err(refuse(
                     "hashes unseen levels into several out-of-vocabulary slots \
