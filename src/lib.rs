@@ -11,6 +11,8 @@ pub mod ingest;
 /// The training scheduler: persisted FIFO queue, bounded pool of blocking threads.
 pub mod jobs;
 pub mod nn;
+/// Trained models exported as ONNX, for runtimes other than nnserve.
+pub mod onnx;
 /// The hand-written parsers of request text: numbers, JSON predict bodies, CSV fields.
 pub mod parse;
 /// Trained models cached in memory for serving.

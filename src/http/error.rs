@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 use crate::ingest::IngestError;
 use crate::jobs::{CancelError, SubmitError};
 use crate::nn::{ModelError, SpecError};
+use crate::onnx::ExportError;
 use crate::serving::LoadError;
 use crate::store::StoreError;
 
@@ -59,6 +60,8 @@ pub enum Error {
     Load(#[from] LoadError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
     #[error("{0}")]
     Internal(String),
 }
@@ -117,7 +120,7 @@ impl Error {
             Self::Model(ModelError::Corrupt(_))
             | Self::Load(LoadError::Model { .. })
             | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Model(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Model(_) | Self::Export(_) => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 }

@@ -68,6 +68,9 @@ pub use error::{ModelError, OutOfMemory, SpecError, TrainError};
 pub use layers::encoding::RawValue;
 pub use memory::{human, predict_memory, training_memory, LayerShare, MemoryEstimate};
 pub use model::importance::Importance;
+pub use model::parts::{
+    ColumnEncoding, ColumnPart, LayerPart, Lookup, LookupText, NumberScale, Parts,
+};
 pub use model::summary::{InputSummary, LayerSummary, ModelSummary};
 pub use model::{Evaluation, Model, Task};
 pub use spec::check::{Mode, ValidSpec};

@@ -13,6 +13,7 @@ mod journey;
 mod keys;
 mod limits;
 mod models;
+mod onnx;
 mod openapi;
 mod outcomes;
 mod parquet;

@@ -5,6 +5,7 @@ mod batch;
 mod csv_body;
 mod evaluate;
 mod importance;
+mod onnx;
 mod predict;
 pub(crate) mod reference;
 mod rows;
@@ -49,6 +50,7 @@ fn model_routes() -> OpenApiRouter<AppState> {
         .merge(predict::router())
         .merge(evaluate::router())
         .merge(importance::router())
+        .merge(onnx::router())
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -43,6 +43,17 @@ pub(crate) fn cost(width: u128) -> Cost {
     }
 }
 
+/// A constant feature keeps scale 1 instead of Keras' 1/ε: on the training rows it is 0
+/// either way, but unseen values must not be blown up by 10⁷.
+fn std_of(variance: f32) -> f32 {
+    let std = variance.max(0.0).sqrt();
+    if std > 1e-7 {
+        std
+    } else {
+        1.0
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Normalization {
     pub mean: Array1<f32>,
@@ -52,16 +63,7 @@ pub(crate) struct Normalization {
 
 impl Normalization {
     pub fn from_stats(mean: Array1<f32>, variance: Array1<f32>) -> Normalization {
-        // A constant feature keeps scale 1 instead of Keras' 1/ε: on the training rows it
-        // is 0 either way, but unseen values must not be blown up by 10⁷.
-        let inv_std = variance.mapv(|v| {
-            let std = v.max(0.0).sqrt();
-            if std > 1e-7 {
-                1.0 / std
-            } else {
-                1.0
-            }
-        });
+        let inv_std = variance.mapv(|v| 1.0 / std_of(v));
         Normalization {
             mean,
             variance,
@@ -80,6 +82,11 @@ impl Normalization {
 
     pub fn width(&self) -> usize {
         self.mean.len()
+    }
+
+    /// The standard deviation each feature is divided by.
+    pub fn std(&self) -> Array1<f32> {
+        self.variance.mapv(std_of)
     }
 
     /// Keras counts mean, variance and the sample count as (non-trainable) weights.

@@ -3,6 +3,7 @@
 pub(in crate::nn) mod few_rows;
 pub(in crate::nn) mod importance;
 pub(in crate::nn) mod network;
+pub(in crate::nn) mod parts;
 pub(in crate::nn) mod scratch;
 pub(in crate::nn) mod summary;
 pub(in crate::nn) mod tensor_codec;

@@ -92,6 +92,11 @@ impl Encoding {
             .map(|(rows, dim)| rows * dim)
     }
 
+    /// The trained table of column `i`, when it is embedded.
+    pub fn table(&self, i: usize) -> Option<ArrayView2<'_, f32>> {
+        self.tables.get(i)?.as_ref().map(Array2::view)
+    }
+
     /// The tables, in column order.
     pub fn tables_mut(&mut self) -> impl Iterator<Item = &mut Array2<f32>> {
         self.tables.iter_mut().flatten()

@@ -488,6 +488,27 @@ impl Encoding {
         Ok(cell)
     }
 
+    /// The slot text `text` takes in categorical column `i` and whether it reads as a
+    /// missing value there, as predict reads a client's text; `None` for other columns.
+    pub fn slot_of_text(&self, i: usize, text: &str) -> Option<(u32, bool)> {
+        let slots = self.slots.get(i)?.as_ref()?;
+        let value = self.present_cell_of(i, RawValue::Text(text)).ok()?;
+        Some((slots.slot(value), cell::decode(value) == Cell::Missing))
+    }
+
+    /// The slot of text categorical column `i` has never seen.
+    pub fn unseen_slot(&self, i: usize) -> Option<u32> {
+        Some(self.slots.get(i)?.as_ref()?.slot(cell::UNSEEN))
+    }
+
+    /// The texts a client sends for a missing value, as the training upload read them.
+    pub fn markers(&self) -> Vec<&str> {
+        match &self.missing_markers {
+            Some(markers) => markers.iter().map(String::as_str).collect(),
+            None => cell::MISSING_MARKERS.to_vec(),
+        }
+    }
+
     fn present_cell_of(&self, i: usize, value: RawValue<'_>) -> Result<f32, String> {
         let column = &self.columns[i];
         if matches!(value, RawValue::Missing) || column.how == How::Skip {
