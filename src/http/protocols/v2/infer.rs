@@ -14,7 +14,7 @@ use crate::serving::ServedModel;
 /// The cells of the request's rows: for a numeric model one `[rows, features]` tensor, or
 /// one tensor per feature; for a model that encodes its columns one tensor per column,
 /// read as `/predict` reads rows (a column left out is missing in every row).
-pub(super) fn cells(served: &ServedModel, tensors: Vec<Tensor>) -> Result<Array2<f32>, Error> {
+pub(super) fn cells(served: &ServedModel, mut tensors: Vec<Tensor>) -> Result<Array2<f32>, Error> {
     if let Some(names) = served.model.input_names() {
         let columns = columns(&names, tensors)?;
         let rows = columns.first().map_or(0, |(_, values)| values.len());
@@ -31,7 +31,7 @@ pub(super) fn cells(served: &ServedModel, tensors: Vec<Tensor>) -> Result<Array2
         return rows::cells(&served.model, &names, &rows, "inputs");
     }
     let width = served.feature_names.len();
-    let x = match tensors.as_slice() {
+    let x = match tensors.as_mut_slice() {
         [one] if one.shape.len() == 2 => {
             if one.shape[1] != width {
                 return Err(Error::BadRequest(format!(
@@ -41,13 +41,13 @@ pub(super) fn cells(served: &ServedModel, tensors: Vec<Tensor>) -> Result<Array2
                     served.feature_names.join(", ")
                 )));
             }
-            let Values::Numbers(values) = &one.values else {
+            let Values::Numbers(values) = &mut one.values else {
                 return Err(Error::BadRequest(format!(
                     "input {:?} is BYTES; the model's features are numbers (FP32)",
                     one.name
                 )));
             };
-            Array2::from_shape_vec((one.shape[0], width), values.clone())
+            Array2::from_shape_vec((one.shape[0], width), std::mem::take(values))
                 .expect("the request checked the shape")
         }
         _ => {
