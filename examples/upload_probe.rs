@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use nnserve::ingest::{parse_csv, store_csv, CsvOptions};
-use nnserve::store::{NewDataset, Store, Table};
+use nnserve::store::{NewDataset, Store, Table, DEFAULT_PG_CONNECTIONS};
 
 const FRAME: usize = 64 << 10;
 const SQLITE_CHUNK: usize = 8 << 20;
@@ -22,7 +22,8 @@ async fn main() -> anyhow::Result<()> {
     let rounds: usize = args.next().map_or(Ok(5), |r| r.parse())?;
     let body = std::fs::read(&path)?;
     let dir = tempfile::tempdir()?;
-    let store = Store::connect(dir.path().join("probe.db").to_str().expect("UTF-8 path")).await?;
+    let db = dir.path().join("probe.db");
+    let store = Store::connect(db.to_str().expect("UTF-8 path"), DEFAULT_PG_CONNECTIONS).await?;
 
     let mut stored_bytes = 0;
     let (mut parse, mut sqlite, mut whole) = (Vec::new(), Vec::new(), Vec::new());

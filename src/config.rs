@@ -12,9 +12,15 @@ pub struct Config {
     #[arg(long, env = "NNSERVE_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
 
-    /// SQLite database: `sqlite:PATH` or a plain file path; created and migrated on start.
+    /// The database: `sqlite:PATH` or a plain file path (embedded SQLite, created if
+    /// missing), or `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (an existing
+    /// PostgreSQL database, which several instances may share). Migrated on start.
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite:nnserve.db")]
     pub database_url: String,
+
+    /// Connections this instance keeps open to PostgreSQL (SQLite uses its own fixed pool).
+    #[arg(long, env = "NNSERVE_DB_CONNECTIONS", default_value_t = crate::store::DEFAULT_PG_CONNECTIONS)]
+    pub db_connections: u32,
 
     /// Training jobs that run at once (default: the number of CPU cores). With 0 the
     /// service accepts and queues jobs but runs none, e.g. while draining a host.
@@ -98,6 +104,7 @@ impl Config {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: database_url.into(),
+            db_connections: crate::store::DEFAULT_PG_CONNECTIONS,
             workers: None,
             max_body_bytes: 1 << 30,
             dataset_memory_bytes: 1 << 30,

@@ -45,7 +45,7 @@ impl Application {
         if keys.is_empty() && !config.addr.ip().is_loopback() && !config.allow_unauthenticated {
             return Err(StartError::Unauthenticated { addr: config.addr });
         }
-        let store = Store::connect(&config.database_url)
+        let store = Store::connect(&config.database_url, config.db_connections)
             .await
             .map_err(|source| StartError::Database {
                 url: config.database_url.clone(),

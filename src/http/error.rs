@@ -100,6 +100,7 @@ impl Error {
             Self::Ingest(err) => match err {
                 IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 IngestError::Empty
+                | IngestError::BadName(_)
                 | IngestError::Csv(_)
                 | IngestError::Body(_)
                 | IngestError::NotParquet(_)

@@ -28,6 +28,8 @@ use crate::store::StoreError;
 pub enum IngestError {
     #[error("the body is empty: expected a header line of column names")]
     Empty,
+    #[error("the dataset name {0:?} holds a control character")]
+    BadName(String),
     #[error("line 1: column {column} has an empty name")]
     EmptyColumnName { column: usize },
     #[error("line 1: column name {name:?} appears twice (columns {first} and {second})")]

@@ -141,6 +141,10 @@ async fn commit(
     table: Table,
     name: Option<String>,
 ) -> Result<Dataset, IngestError> {
+    // PostgreSQL's text cannot hold NUL, and no other control character belongs in a name.
+    if let Some(name) = name.as_deref().filter(|n| n.chars().any(char::is_control)) {
+        return Err(IngestError::BadName(name.to_owned()));
+    }
     let dataset = writer
         .commit(NewDataset {
             name: name.unwrap_or_else(|| DEFAULT_NAME.into()),

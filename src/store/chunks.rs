@@ -8,11 +8,12 @@ impl Store {
     /// Rows of each chunk of `dataset`, in order; checked against the dataset's row count.
     /// Rows per chunk that training reads (those with a target).
     pub async fn dataset_chunk_rows(&self, dataset: &Dataset) -> Result<Vec<usize>> {
-        let rows: Vec<i64> =
-            sqlx::query_scalar("SELECT rows FROM dataset_chunks WHERE dataset_id = ? ORDER BY idx")
+        let rows: Vec<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT rows FROM dataset_chunks WHERE dataset_id = $1 ORDER BY idx")
                 .bind(dataset.id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
+                .fetch_all(pool)
+                .await
+        })?;
         let mut rows: Vec<usize> = rows.into_iter().map(|r| r as usize).collect();
         let total: usize = rows.iter().sum();
         if total != dataset.rows {
@@ -77,33 +78,48 @@ impl Store {
         idx: usize,
         mut values: Vec<f32>,
     ) -> Result<Vec<f32>> {
-        let row =
-            sqlx::query("SELECT rows, data FROM dataset_chunks WHERE dataset_id = ? AND idx = ?")
-                .bind(dataset.id.to_string())
-                .bind(idx as i64)
-                .fetch_optional(&self.pool)
-                .await?
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("dataset {} has no chunk {idx}", dataset.id))
-                })?;
-        let rows: i64 = row.try_get(0)?;
-        // Borrowed from the row: decoding into a Vec<u8> first copied the chunk once more.
-        let data: &[u8] = row.try_get(1)?;
         let width = dataset.features() + dataset.targets();
-        chunk_codec::check(data, rows as usize, width)
-            .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
-        values.clear();
-        values.extend(chunk_codec::values(data));
+        let sql = "SELECT rows, data FROM dataset_chunks WHERE dataset_id = $1 AND idx = $2";
+        let id = dataset.id.to_string();
+        let found = on_pool!(self, pool => {
+            let row = sqlx::query(sql)
+                .bind(&id)
+                .bind(idx as i64)
+                .fetch_optional(pool)
+                .await?;
+            match row {
+                Some(row) => {
+                    let rows: i64 = row.try_get(0)?;
+                    // Borrowed from the row: decoding into a Vec<u8> first copied the chunk
+                    // once more.
+                    let data: &[u8] = row.try_get(1)?;
+                    chunk_codec::check(data, rows as usize, width).map_err(|e| {
+                        StoreError::Corrupt(format!("dataset {} has {e}", dataset.id))
+                    })?;
+                    values.clear();
+                    values.extend(chunk_codec::values(data));
+                    Ok::<_, StoreError>(true)
+                }
+                None => Ok(false),
+            }
+        })?;
+        if !found {
+            return Err(StoreError::Corrupt(format!(
+                "dataset {} has no chunk {idx}",
+                dataset.id
+            )));
+        }
         Ok(values)
     }
 
     /// How many chunks hold `dataset`'s rows.
     pub async fn dataset_chunk_count(&self, dataset: &Dataset) -> Result<usize> {
-        let count: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM dataset_chunks WHERE dataset_id = ?")
+        let count: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM dataset_chunks WHERE dataset_id = $1")
                 .bind(dataset.id.to_string())
-                .fetch_one(&self.pool)
-                .await?;
+                .fetch_one(pool)
+                .await
+        })?;
         Ok(count as usize)
     }
 }

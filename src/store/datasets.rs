@@ -2,10 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
-use super::{chunk_codec, from_json, json, Result, Store, StoreError};
+use super::{chunk_codec, from_json, json, now, Db, Result, Store, StoreError, Tx};
 use crate::nn::{Column, ColumnKind};
 
 /// What spec validation needs to know about one target column.
@@ -280,23 +279,28 @@ const COLUMNS: &str = "id, name, rows, columns, feature_names, target_names, tar
 /// An upload in progress: chunks go into one transaction, so an upload that fails at any
 /// point (bad row, client gone, server stopped) leaves nothing behind.
 pub struct DatasetWriter {
-    tx: Transaction<'static, Sqlite>,
+    tx: Tx,
     id: Uuid,
     chunks: i64,
     /// Where the checkpoint runs after the commit.
-    pool: SqlitePool,
+    store: Store,
 }
 
 impl DatasetWriter {
     /// Appends `rows` rows encoded as little-endian f32 (features, then targets, per row).
     pub async fn insert_chunk(&mut self, rows: usize, data: &[u8]) -> Result<()> {
-        sqlx::query("INSERT INTO dataset_chunks (dataset_id, idx, rows, data) VALUES (?, ?, ?, ?)")
+        on_tx!(&mut self.tx, conn => {
+            sqlx::query(
+                "INSERT INTO dataset_chunks (dataset_id, idx, rows, data) VALUES ($1, $2, $3, $4)",
+            )
             .bind(self.id.to_string())
             .bind(self.chunks)
             .bind(rows as i64)
             .bind(data)
-            .execute(&mut *self.tx)
-            .await?;
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
         self.chunks += 1;
         Ok(())
     }
@@ -318,76 +322,94 @@ impl DatasetWriter {
             },
             unlabelled_rows: meta.table.unlabelled_rows,
             na_values: meta.table.na_values,
-            created_at: Utc::now(),
+            created_at: now(),
             left_out: LeftOut::default(),
         };
-        sqlx::query(&format!(
-            "INSERT INTO datasets ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(dataset.id.to_string())
-        .bind(&dataset.name)
-        .bind(dataset.rows as i64)
-        .bind(json(&dataset.columns))
-        .bind(json(&dataset.feature_names))
-        .bind(json(&dataset.target_names))
-        .bind(json(&dataset.target_stats))
-        .bind(dataset.chunk_rows as i64)
-        .bind(json(&dataset.column_reports))
-        .bind(dataset.unlabelled_rows as i64)
-        .bind(dataset.na_values.as_ref().map(json))
-        .bind(dataset.created_at)
-        .execute(&mut *self.tx)
-        .await?;
+        let sql = format!(
+            "INSERT INTO datasets ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+        );
+        on_tx!(&mut self.tx, conn => {
+            sqlx::query(&sql)
+                .bind(dataset.id.to_string())
+                .bind(&dataset.name)
+                .bind(dataset.rows as i64)
+                .bind(json(&dataset.columns))
+                .bind(json(&dataset.feature_names))
+                .bind(json(&dataset.target_names))
+                .bind(json(&dataset.target_stats))
+                .bind(dataset.chunk_rows as i64)
+                .bind(json(&dataset.column_reports))
+                .bind(dataset.unlabelled_rows as i64)
+                .bind(dataset.na_values.as_ref().map(json))
+                .bind(dataset.created_at)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
         self.tx.commit().await?;
         // Moves the upload from the WAL into the database file off the request path;
         // should it fail, the next automatic checkpoint of the main pool does the same.
-        let pool = self.pool;
-        tokio::spawn(async move {
-            if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&pool)
-                .await
-            {
-                tracing::warn!(%err, "checkpoint after an upload failed");
-            }
-        });
+        if let Db::Sqlite { pool, .. } = self.store.db {
+            tokio::spawn(async move {
+                if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&pool)
+                    .await
+                {
+                    tracing::warn!(%err, "checkpoint after an upload failed");
+                }
+            });
+        }
         Ok(dataset)
     }
 }
 
 impl Store {
     pub async fn begin_dataset(&self) -> Result<DatasetWriter> {
+        let tx = match &self.db {
+            Db::Sqlite { uploads, .. } => Tx::Sqlite(uploads.begin().await?),
+            Db::Postgres { .. } => self.begin().await?,
+        };
         Ok(DatasetWriter {
-            tx: self.uploads.begin().await?,
+            tx,
             id: Uuid::new_v4(),
             chunks: 0,
-            pool: self.pool.clone(),
+            store: self.clone(),
         })
     }
 
     pub async fn dataset(&self, id: Uuid) -> Result<Dataset> {
-        sqlx::query_as::<_, DatasetRow>(&format!("SELECT {COLUMNS} FROM datasets WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound {
-                kind: "dataset",
-                id,
-            })?
-            .try_into()
+        let sql = format!("SELECT {COLUMNS} FROM datasets WHERE id = $1");
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, DatasetRow>(&sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await
+        })?
+        .ok_or(StoreError::NotFound {
+            kind: "dataset",
+            id,
+        })?
+        .try_into()
     }
 
     /// Newest first, with the total count for pagination.
     pub async fn datasets(&self, limit: u32, offset: u64) -> Result<(Vec<Dataset>, u64)> {
-        let rows = sqlx::query_as::<_, DatasetRow>(&format!(
-            "SELECT {COLUMNS} FROM datasets ORDER BY created_at DESC, id LIMIT ? OFFSET ?"
-        ))
-        .bind(limit as i64)
-        .bind(offset as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM datasets")
-            .fetch_one(&self.pool)
-            .await?;
+        let sql = format!(
+            "SELECT {COLUMNS} FROM datasets ORDER BY created_at DESC, id LIMIT $1 OFFSET $2"
+        );
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as::<_, DatasetRow>(&sql)
+                .bind(limit as i64)
+                .bind(offset as i64)
+                .fetch_all(pool)
+                .await
+        })?;
+        let total: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM datasets")
+                .fetch_one(pool)
+                .await
+        })?;
         let datasets = rows
             .into_iter()
             .map(Dataset::try_from)
@@ -398,23 +420,27 @@ impl Store {
     /// Deletes a dataset unless a queued or running job needs it; the check and the delete
     /// are one statement, so a job submitted concurrently cannot slip in between.
     pub async fn delete_dataset(&self, id: Uuid) -> Result<()> {
-        let deleted = sqlx::query(
-            "DELETE FROM datasets WHERE id = ?1 AND NOT EXISTS \
-             (SELECT 1 FROM jobs WHERE dataset_id = ?1 AND status IN ('queued', 'running'))",
-        )
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        let deleted = on_pool!(self, pool => {
+            sqlx::query(
+                "DELETE FROM datasets WHERE id = $1 AND NOT EXISTS \
+                 (SELECT 1 FROM jobs WHERE dataset_id = $1 AND status IN ('queued', 'running'))",
+            )
+            .bind(id.to_string())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
         if deleted == 1 {
             return Ok(());
         }
-        let jobs: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM jobs WHERE dataset_id = ? AND status IN ('queued', 'running')",
-        )
-        .bind(id.to_string())
-        .fetch_one(&self.pool)
-        .await?;
+        let jobs: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE dataset_id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(id.to_string())
+            .fetch_one(pool)
+            .await
+        })?;
         if jobs > 0 {
             Err(StoreError::DatasetInUse { id, jobs })
         } else {
@@ -433,24 +459,28 @@ impl Store {
         let width = features + targets;
         let mut x = Vec::with_capacity(dataset.rows * features);
         let mut y = Vec::with_capacity(dataset.rows * targets);
-        let mut chunks = sqlx::query_as::<_, (i64, Vec<u8>)>(
-            "SELECT rows, data FROM dataset_chunks WHERE dataset_id = ? ORDER BY idx",
-        )
-        .bind(dataset.id.to_string())
-        .fetch(&self.pool);
+        let id = dataset.id.to_string();
         let mut values = Vec::new();
-        while let Some((rows, data)) = chunks.try_next().await? {
-            chunk_codec::check(&data, rows as usize, width)
-                .map_err(|e| StoreError::Corrupt(format!("dataset {} has {e}", dataset.id)))?;
-            values.clear();
-            values.extend(chunk_codec::values(&data));
-            dataset.training_rows(&mut values);
-            for row in values.chunks_exact(width) {
-                let (xs, ys) = row.split_at(features);
-                x.extend_from_slice(xs);
-                y.extend_from_slice(ys);
+        on_pool!(self, pool => {
+            let mut chunks = sqlx::query_as::<_, (i64, Vec<u8>)>(
+                "SELECT rows, data FROM dataset_chunks WHERE dataset_id = $1 ORDER BY idx",
+            )
+            .bind(&id)
+            .fetch(pool);
+            while let Some((rows, data)) = chunks.try_next().await? {
+                chunk_codec::check(&data, rows as usize, width).map_err(|e| {
+                    StoreError::Corrupt(format!("dataset {} has {e}", dataset.id))
+                })?;
+                values.clear();
+                values.extend(chunk_codec::values(&data));
+                dataset.training_rows(&mut values);
+                for row in values.chunks_exact(width) {
+                    let (xs, ys) = row.split_at(features);
+                    x.extend_from_slice(xs);
+                    y.extend_from_slice(ys);
+                }
             }
-        }
+        });
         if x.len() != dataset.labelled_rows() * features {
             return Err(StoreError::Corrupt(format!(
                 "dataset {} should have {} labelled rows but its chunks hold {}",

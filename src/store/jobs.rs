@@ -10,7 +10,7 @@ use crate::nn::Mode;
 
 use super::registry::{version_of, Promotion};
 use super::training::end_training;
-use super::{from_json, json, parse_id, Result, Store, StoreError};
+use super::{from_json, json, now, parse_id, Dialect, Result, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -259,33 +259,36 @@ impl Store {
     /// Queues a job for an existing dataset (checked in the same statement, so the dataset
     /// cannot be deleted in between).
     pub async fn insert_job(&self, new: NewJob) -> Result<Job> {
-        let row = sqlx::query_as::<_, JobRow>(&format!(
+        let sql = format!(
             "INSERT INTO jobs (id, dataset_id, spec, status, batch_sizes, epochs, monitor, \
              monitor_mode, created_at, estimated_peak_bytes, training_rows, validation_rows, \
              unlabelled_rows, dropped_rows, name, promote, promote_if_better) \
-             SELECT ?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-             ?16 \
-             WHERE EXISTS (SELECT 1 FROM datasets WHERE id = ?2) \
+             SELECT $1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+             $16 \
+             WHERE EXISTS (SELECT 1 FROM datasets WHERE id = $2) \
              RETURNING {COLUMNS}"
-        ))
-        .bind(Uuid::new_v4().to_string())
-        .bind(new.dataset_id.to_string())
-        .bind(json(&new.spec))
-        .bind(json(&new.batch_sizes))
-        .bind(new.epochs as i64)
-        .bind(&new.monitor)
-        .bind(new.mode.name())
-        .bind(Utc::now())
-        .bind(i64::try_from(new.estimated_peak_bytes).unwrap_or(i64::MAX))
-        .bind(new.rows.training as i64)
-        .bind(new.rows.validation as i64)
-        .bind(new.rows.unlabelled as i64)
-        .bind(new.rows.dropped as i64)
-        .bind(&new.registry.name)
-        .bind(&new.registry.promote)
-        .bind(new.registry.promote_if_better)
-        .fetch_optional(&self.pool)
-        .await?;
+        );
+        let row = on_pool!(self, pool => {
+            sqlx::query_as::<_, JobRow>(&sql)
+                .bind(Uuid::new_v4().to_string())
+                .bind(new.dataset_id.to_string())
+                .bind(json(&new.spec))
+                .bind(json(&new.batch_sizes))
+                .bind(new.epochs as i64)
+                .bind(&new.monitor)
+                .bind(new.mode.name())
+                .bind(now())
+                .bind(i64::try_from(new.estimated_peak_bytes).unwrap_or(i64::MAX))
+                .bind(new.rows.training as i64)
+                .bind(new.rows.validation as i64)
+                .bind(new.rows.unlabelled as i64)
+                .bind(new.rows.dropped as i64)
+                .bind(&new.registry.name)
+                .bind(&new.registry.promote)
+                .bind(new.registry.promote_if_better)
+                .fetch_optional(pool)
+                .await
+        })?;
         row.ok_or(StoreError::NotFound {
             kind: "dataset",
             id: new.dataset_id,
@@ -294,12 +297,15 @@ impl Store {
     }
 
     pub async fn job(&self, id: Uuid) -> Result<Job> {
-        sqlx::query_as::<_, JobRow>(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { kind: "job", id })?
-            .try_into()
+        let sql = format!("SELECT {COLUMNS} FROM jobs WHERE id = $1");
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, JobRow>(&sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await
+        })?
+        .ok_or(StoreError::NotFound { kind: "job", id })?
+        .try_into()
     }
 
     /// Newest first, optionally of one status, with the total count for pagination.
@@ -310,34 +316,50 @@ impl Store {
         offset: u64,
     ) -> Result<(Vec<Job>, u64)> {
         let status = status.map(JobStatus::as_str);
-        let rows = sqlx::query_as::<_, JobRow>(&format!(
-            "SELECT {COLUMNS} FROM jobs WHERE ?1 IS NULL OR status = ?1 \
-             ORDER BY seq DESC LIMIT ?2 OFFSET ?3"
-        ))
-        .bind(status)
-        .bind(limit as i64)
-        .bind(offset as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE ?1 IS NULL OR status = ?1")
+        // PostgreSQL infers no type for a parameter only compared with NULL: the cast names it.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE CAST($1 AS TEXT) IS NULL OR status = $1 \
+             ORDER BY seq DESC LIMIT $2 OFFSET $3"
+        );
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as::<_, JobRow>(&sql)
                 .bind(status)
-                .fetch_one(&self.pool)
-                .await?;
+                .bind(limit as i64)
+                .bind(offset as i64)
+                .fetch_all(pool)
+                .await
+        })?;
+        let total: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM jobs WHERE CAST($1 AS TEXT) IS NULL OR status = $1",
+            )
+            .bind(status)
+            .fetch_one(pool)
+            .await
+        })?;
         let jobs = rows.into_iter().map(Job::try_from).collect::<Result<_>>()?;
         Ok((jobs, total as u64))
     }
 
-    /// Marks the oldest queued job running and returns it.
+    /// Marks the oldest queued job running and returns it. On PostgreSQL the oldest
+    /// queued row is locked by the claiming statement and skipped by any other claiming
+    /// at the same time, so two instances never take the same job; SQLite has one writer.
     pub async fn claim_next_job(&self) -> Result<Option<Job>> {
-        sqlx::query_as::<_, JobRow>(&format!(
-            "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, ?) \
-             WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1) \
+        let lock = match self.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', started_at = COALESCE(started_at, $1) \
+             WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' ORDER BY seq LIMIT 1{lock}) \
              RETURNING {COLUMNS}"
-        ))
-        .bind(Utc::now())
-        .fetch_optional(&self.pool)
-        .await?
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, JobRow>(&sql)
+                .bind(now())
+                .fetch_optional(pool)
+                .await
+        })?
         .map(Job::try_from)
         .transpose()
     }
@@ -346,32 +368,40 @@ impl Store {
     /// at [`MAX_CRASHES`] in a row fail, the others go back in the queue (in their
     /// original order) and resume from their last checkpoint.
     pub async fn requeue_running(&self) -> Result<Requeued> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE jobs SET crashes = crashes + 1 WHERE status = 'running'")
-            .execute(&mut *tx)
-            .await?;
-        let failed: Vec<String> = sqlx::query_scalar(
-            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ? \
-             WHERE status = 'running' AND crashes >= ? RETURNING id",
-        )
-        .bind(format!(
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query("UPDATE jobs SET crashes = crashes + 1 WHERE status = 'running'")
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        let error = format!(
             "the service process died {MAX_CRASHES} times in a row while running this job, \
              each time before it finished another epoch; it is not resumed again"
-        ))
-        .bind(Utc::now())
-        .bind(MAX_CRASHES)
-        .fetch_all(&mut *tx)
-        .await?;
+        );
+        let failed: Vec<String> = on_tx!(&mut tx, conn => {
+            sqlx::query_scalar(
+                "UPDATE jobs SET status = 'failed', error = $1, finished_at = $2 \
+                 WHERE status = 'running' AND crashes >= $3 RETURNING id",
+            )
+            .bind(&error)
+            .bind(now())
+            .bind(MAX_CRASHES)
+            .fetch_all(conn)
+            .await
+        })?;
         let mut failed_ids = Vec::with_capacity(failed.len());
         for id in failed {
             let id = parse_id(&id)?;
             end_training(&mut tx, id).await?;
             failed_ids.push(id);
         }
-        let requeued = sqlx::query("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let requeued = on_tx!(&mut tx, conn => {
+            sqlx::query("UPDATE jobs SET status = 'queued' WHERE status = 'running'")
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
         tx.commit().await?;
         Ok(Requeued {
             requeued,
@@ -381,53 +411,68 @@ impl Store {
 
     /// Records how a running job reads its rows.
     pub async fn set_data_path(&self, id: Uuid, path: DataPath) -> Result<()> {
-        sqlx::query("UPDATE jobs SET data_path = ? WHERE id = ?")
-            .bind(path.as_str())
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE jobs SET data_path = $1 WHERE id = $2")
+                .bind(path.as_str())
+                .bind(id.to_string())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
         Ok(())
     }
 
     /// Jobs waiting to run.
     pub async fn queued_jobs(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
-            .fetch_one(&self.pool)
-            .await?;
+        let n: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE status = 'queued'")
+                .fetch_one(pool)
+                .await
+        })?;
         Ok(n as u64)
     }
 
     /// Puts one running job back in the queue (its process is stopping).
     pub async fn requeue(&self, id: Uuid) -> Result<()> {
-        sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'running'")
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?;
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE jobs SET status = 'queued' WHERE id = $1 AND status = 'running'")
+                .bind(id.to_string())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
         Ok(())
     }
 
     /// Cancels a job if it is still queued; false when it is not (any more).
     pub async fn cancel_queued(&self, id: Uuid) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'",
-        )
-        .bind(Utc::now())
-        .bind(id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let done = on_pool!(self, pool => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'cancelled', finished_at = $1 \
+                 WHERE id = $2 AND status = 'queued'",
+            )
+            .bind(now())
+            .bind(id.to_string())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        Ok(done == 1)
     }
 
     /// Ends a job as failed or cancelled.
     pub async fn finish_job(&self, id: Uuid, status: JobStatus, error: Option<&str>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(error)
-            .bind(Utc::now())
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query("UPDATE jobs SET status = $1, error = $2, finished_at = $3 WHERE id = $4")
+                .bind(status.as_str())
+                .bind(error)
+                .bind(now())
+                .bind(id.to_string())
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
         end_training(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())

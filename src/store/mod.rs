@@ -1,7 +1,38 @@
-//! The storage repository: every SQL statement of the service lives below this module.
+//! The storage repository: every SQL statement of the service lives below this module, and
+//! nothing above it knows which database runs: SQLite (embedded, the default) or PostgreSQL
+//! (shared by several instances).
 //!
-//! Ids are stored as hyphenated text and timestamps as RFC 3339 text so the database stays
-//! readable with the `sqlite3` shell.
+//! Each statement is written once, in the SQL both take (`$N` parameters, `RETURNING`,
+//! `ON CONFLICT`), and compiled for each backend by [`on_pool!`] and [`on_tx!`]; the few
+//! places where the dialects differ ask [`Store::dialect`]. Ids are stored as hyphenated
+//! text so the database stays readable with the `sqlite3` and `psql` shells; timestamps as
+//! RFC 3339 text on SQLite and `timestamptz` on PostgreSQL, both to the microsecond.
+
+/// Runs `$body` with `$pool` bound to the store's connection pool, once per backend.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.db {
+            $crate::store::Db::Sqlite { pool: $pool, .. } => $body,
+            $crate::store::Db::Postgres { pool: $pool } => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's connection, once per backend.
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::store::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
 
 pub mod chunk_codec;
 mod chunks;
@@ -14,8 +45,10 @@ mod training;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, SubsecRound, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 pub use datasets::{
@@ -54,14 +87,60 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
-    /// Connections for dataset uploads only (see [`Store::connect`]).
-    uploads: SqlitePool,
+    db: Db,
 }
 
+#[derive(Clone, Debug)]
+pub(crate) enum Db {
+    Sqlite {
+        pool: SqlitePool,
+        /// Connections for dataset uploads only (see `Store::connect_sqlite`).
+        uploads: SqlitePool,
+    },
+    Postgres {
+        pool: PgPool,
+    },
+}
+
+/// Where the two backends' SQL differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A transaction on either backend; [`on_tx!`] runs a statement in it.
+pub(crate) enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Connections each instance keeps to PostgreSQL at most, by default (SQLite's pools are
+/// fixed: see `Store::connect_sqlite`).
+pub const DEFAULT_PG_CONNECTIONS: u32 = 16;
+
 impl Store {
-    /// Opens (creating if missing) and migrates the database.
-    ///
+    /// Opens (creating if missing) and migrates the database: `postgres://…` (or
+    /// `postgresql://…`) is PostgreSQL, with up to `pg_connections` connections;
+    /// `sqlite:PATH` or a plain path is SQLite.
+    pub async fn connect(url: &str, pg_connections: u32) -> Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::connect_postgres(url, pg_connections).await
+        } else {
+            Self::connect_sqlite(url).await
+        }
+    }
+
     /// WAL lets readers (metrics polls, predictions loading a model) proceed while a job or an
     /// upload writes; the long busy timeout lets an epoch write wait out a large upload's
     /// transaction instead of failing. Pages of 64 KiB (taken only when the file is created)
@@ -72,7 +151,7 @@ impl Store {
     /// dataset a second time into the database file before answering. The chunks are
     /// durable in the synced WAL; [`DatasetWriter::commit`] starts the checkpoint in the
     /// background instead.
-    pub async fn connect(url: &str) -> Result<Self> {
+    async fn connect_sqlite(url: &str) -> Result<Self> {
         let options = if url.starts_with("sqlite:") {
             SqliteConnectOptions::from_str(url)?
         } else {
@@ -89,7 +168,7 @@ impl Store {
             .max_connections(8)
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!().run(&pool).await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         let uploads = SqlitePoolOptions::new()
             .max_connections(2)
             .connect_lazy_with(
@@ -97,19 +176,61 @@ impl Store {
                     .synchronous(SqliteSynchronous::Full)
                     .pragma("wal_autocheckpoint", "0"),
             );
-        Ok(Self { pool, uploads })
+        Ok(Self {
+            db: Db::Sqlite { pool, uploads },
+        })
+    }
+
+    /// Migrations take PostgreSQL's advisory lock, so instances starting together on one
+    /// database migrate it once.
+    async fn connect_postgres(url: &str, connections: u32) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url)?.application_name("nnserve");
+        let pool = PgPoolOptions::new()
+            .max_connections(connections.max(2))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self {
+            db: Db::Postgres { pool },
+        })
+    }
+
+    pub(crate) fn dialect(&self) -> Dialect {
+        match self.db {
+            Db::Sqlite { .. } => Dialect::Sqlite,
+            Db::Postgres { .. } => Dialect::Postgres,
+        }
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(match &self.db {
+            Db::Sqlite { pool, .. } => Tx::Sqlite(pool.begin().await?),
+            Db::Postgres { pool } => Tx::Postgres(pool.begin().await?),
+        })
     }
 
     /// Succeeds when the database answers a query.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        on_pool!(self, pool => sqlx::query("SELECT 1").execute(pool).await.map(|_| ()))?;
         Ok(())
     }
 
     pub async fn close(&self) {
-        self.uploads.close().await;
-        self.pool.close().await;
+        match &self.db {
+            Db::Sqlite { pool, uploads } => {
+                uploads.close().await;
+                pool.close().await;
+            }
+            Db::Postgres { pool } => pool.close().await,
+        }
     }
+}
+
+/// Now, to the microsecond: what PostgreSQL keeps, so a time reads back as it was written on
+/// either backend.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {

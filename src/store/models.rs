@@ -1,13 +1,13 @@
 //! Trained models: metadata, and weights as safetensors bytes.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::datasets::ColumnType;
 use super::registry::{self, held_value, version_of, PromoteRequest, Promotion};
 use super::training::end_training;
-use super::{from_json, json, parse_id, Result, Store, StoreError};
+use super::{from_json, json, now, parse_id, Dialect, Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct StoredModel {
@@ -81,13 +81,23 @@ const COLUMNS: &str = "id, job_id, dataset_id, task, feature_names, target_names
     batch_size, best_epoch, final_metrics, best_metrics, importance, created_at, name, version, \
     input_types";
 
-/// What a model is read with: [`COLUMNS`], its aliases and the size of its weights (which
-/// SQLite knows from the record header, without reading the blob).
-const READ: &str = "id, job_id, dataset_id, task, feature_names, target_names, spec, summary, \
-    batch_size, best_epoch, final_metrics, best_metrics, importance, created_at, name, version, \
-    input_types, \
-    (SELECT json_group_array(alias) FROM model_aliases a WHERE a.model_id = models.id) AS aliases, \
-    length(weights) AS weights_bytes";
+/// What a model is read with: [`COLUMNS`], its aliases (a JSON list) and the size of its
+/// weights (which both databases know without reading the blob: SQLite from the record
+/// header, PostgreSQL from the value's header).
+fn read_columns(dialect: Dialect) -> String {
+    let (aliases, size) = match dialect {
+        Dialect::Sqlite => ("json_group_array(alias)", "length(weights)"),
+        Dialect::Postgres => (
+            "COALESCE(json_agg(alias)::text, '[]')",
+            "CAST(octet_length(weights) AS BIGINT)",
+        ),
+    };
+    format!(
+        "{COLUMNS}, \
+         (SELECT {aliases} FROM model_aliases a WHERE a.model_id = models.id) AS aliases, \
+         {size} AS weights_bytes"
+    )
+}
 
 impl TryFrom<ModelRow> for StoredModel {
     type Error = StoreError;
@@ -153,48 +163,57 @@ impl Store {
         outcome: &JobOutcome,
         promote: Option<&PromoteRequest>,
     ) -> Result<Completed> {
-        let mut tx = self.pool.begin().await?;
-        // The counter only grows, and this write takes the write lock for the whole
-        // transaction.
+        let mut tx = self.begin().await?;
+        // The counter only grows, and this write locks the name (on SQLite, the database)
+        // until the transaction ends.
         model.version = match &model.name {
             Some(name) => {
-                let version: i64 = sqlx::query_scalar(
-                    "INSERT INTO model_names (name, last_version, created_at) VALUES (?, 1, ?) \
-                     ON CONFLICT (name) DO UPDATE SET last_version = last_version + 1 \
-                     RETURNING last_version",
-                )
-                .bind(name)
-                .bind(Utc::now())
-                .fetch_one(&mut *tx)
-                .await?;
+                let version: i64 = on_tx!(&mut tx, conn => {
+                    sqlx::query_scalar(
+                        "INSERT INTO model_names (name, last_version, created_at) \
+                         VALUES ($1, 1, $2) \
+                         ON CONFLICT (name) DO UPDATE SET \
+                         last_version = model_names.last_version + 1 \
+                         RETURNING last_version",
+                    )
+                    .bind(name)
+                    .bind(now())
+                    .fetch_one(conn)
+                    .await
+                })?;
                 Some(version_of(version)?)
             }
             None => None,
         };
-        sqlx::query(&format!(
-            "INSERT INTO models ({COLUMNS}, weights) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(model.id.to_string())
-        .bind(model.job_id.to_string())
-        .bind(model.dataset_id.to_string())
-        .bind(&model.task)
-        .bind(json(&model.feature_names))
-        .bind(json(&model.target_names))
-        .bind(json(&model.spec))
-        .bind(json(&model.summary))
-        .bind(model.batch_size as i64)
-        .bind(model.best_epoch.map(|v| v as i64))
-        .bind(json(&model.final_metrics))
-        .bind(model.best_metrics.as_ref().map(json))
-        .bind(model.importance.as_ref().map(json))
-        .bind(model.created_at)
-        .bind(&model.name)
-        .bind(model.version.map(i64::from))
-        .bind(model.input_types.as_ref().map(json))
-        .bind(weights)
-        .execute(&mut *tx)
-        .await?;
+        model.created_at = model.created_at.trunc_subsecs(6);
+        let sql = format!(
+            "INSERT INTO models ({COLUMNS}, weights) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, \
+             $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        );
+        on_tx!(&mut tx, conn => {
+            sqlx::query(&sql)
+                .bind(model.id.to_string())
+                .bind(model.job_id.to_string())
+                .bind(model.dataset_id.to_string())
+                .bind(&model.task)
+                .bind(json(&model.feature_names))
+                .bind(json(&model.target_names))
+                .bind(json(&model.spec))
+                .bind(json(&model.summary))
+                .bind(model.batch_size as i64)
+                .bind(model.best_epoch.map(|v| v as i64))
+                .bind(json(&model.final_metrics))
+                .bind(model.best_metrics.as_ref().map(json))
+                .bind(model.importance.as_ref().map(json))
+                .bind(model.created_at)
+                .bind(&model.name)
+                .bind(model.version.map(i64::from))
+                .bind(model.input_types.as_ref().map(json))
+                .bind(weights)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
         model.weights_bytes = weights.len() as u64;
         let promotion = match (promote, &model.name, model.version) {
             (Some(request), Some(name), Some(version)) => {
@@ -213,35 +232,44 @@ impl Store {
             }
             _ => None,
         };
-        sqlx::query(
-            "UPDATE jobs SET status = 'succeeded', model_id = ?, best_trial = ?, best_epoch = ?, \
-             best_value = ?, stopped_early = ?, overfitting_epoch = ?, finished_at = ?, \
-             model_version = ?, promotion = ? WHERE id = ?",
-        )
-        .bind(model.id.to_string())
-        .bind(outcome.best_trial as i64)
-        .bind(outcome.best_epoch.map(|v| v as i64))
-        .bind(outcome.best_value)
-        .bind(outcome.stopped_early)
-        .bind(outcome.overfitting_epoch.map(|v| v as i64))
-        .bind(Utc::now())
-        .bind(model.version.map(i64::from))
-        .bind(promotion.as_ref().map(json))
-        .bind(model.job_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query(
+                "UPDATE jobs SET status = 'succeeded', model_id = $1, best_trial = $2, \
+                 best_epoch = $3, best_value = $4, stopped_early = $5, overfitting_epoch = $6, \
+                 finished_at = $7, model_version = $8, promotion = $9 WHERE id = $10",
+            )
+            .bind(model.id.to_string())
+            .bind(outcome.best_trial as i64)
+            .bind(outcome.best_epoch.map(|v| v as i64))
+            .bind(outcome.best_value)
+            .bind(outcome.stopped_early)
+            .bind(outcome.overfitting_epoch.map(|v| v as i64))
+            .bind(now())
+            .bind(model.version.map(i64::from))
+            .bind(promotion.as_ref().map(json))
+            .bind(model.job_id.to_string())
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
         end_training(&mut tx, model.job_id).await?;
         tx.commit().await?;
         Ok(Completed { model, promotion })
     }
 
     pub async fn model(&self, id: Uuid) -> Result<StoredModel> {
-        sqlx::query_as::<_, ModelRow>(&format!("SELECT {READ} FROM models WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { kind: "model", id })?
-            .try_into()
+        let sql = format!(
+            "SELECT {} FROM models WHERE id = $1",
+            read_columns(self.dialect())
+        );
+        on_pool!(self, pool => {
+            sqlx::query_as::<_, ModelRow>(&sql)
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await
+        })?
+        .ok_or(StoreError::NotFound { kind: "model", id })?
+        .try_into()
     }
 
     /// Newest first, with the total count for pagination; of one name, by version from
@@ -252,21 +280,28 @@ impl Store {
         limit: u32,
         offset: u64,
     ) -> Result<(Vec<StoredModel>, u64)> {
-        let rows = sqlx::query_as::<_, ModelRow>(&format!(
-            "SELECT {READ} FROM models WHERE ?1 IS NULL OR name = ?1 \
-             ORDER BY CASE WHEN ?1 IS NULL THEN 0 ELSE version END DESC, created_at DESC, id \
-             LIMIT ?2 OFFSET ?3"
-        ))
-        .bind(name)
-        .bind(limit as i64)
-        .bind(offset as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let total: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM models WHERE ?1 IS NULL OR name = ?1")
+        let sql = format!(
+            "SELECT {} FROM models WHERE CAST($1 AS TEXT) IS NULL OR name = $1 \
+             ORDER BY CASE WHEN CAST($1 AS TEXT) IS NULL THEN 0 ELSE version END DESC, \
+             created_at DESC, id LIMIT $2 OFFSET $3",
+            read_columns(self.dialect())
+        );
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as::<_, ModelRow>(&sql)
                 .bind(name)
-                .fetch_one(&self.pool)
-                .await?;
+                .bind(limit as i64)
+                .bind(offset as i64)
+                .fetch_all(pool)
+                .await
+        })?;
+        let total: i64 = on_pool!(self, pool => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM models WHERE CAST($1 AS TEXT) IS NULL OR name = $1",
+            )
+            .bind(name)
+            .fetch_one(pool)
+            .await
+        })?;
         let models = rows
             .into_iter()
             .map(StoredModel::try_from)
@@ -275,11 +310,13 @@ impl Store {
     }
 
     pub async fn model_weights(&self, id: Uuid) -> Result<Vec<u8>> {
-        sqlx::query_scalar("SELECT weights FROM models WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&self.pool)
-            .await?
-            .ok_or(StoreError::NotFound { kind: "model", id })
+        on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT weights FROM models WHERE id = $1")
+                .bind(id.to_string())
+                .fetch_optional(pool)
+                .await
+        })?
+        .ok_or(StoreError::NotFound { kind: "model", id })
     }
 
     /// Deletes a model no alias points at ([`StoreError::Aliased`] names those that do).
@@ -288,31 +325,36 @@ impl Store {
         for _ in 0..3 {
             // The check and the deletion are one statement: an alias set meanwhile either
             // comes first (and the model stays) or finds the model gone.
-            let deleted = sqlx::query(
-                "DELETE FROM models WHERE id = ?1 \
-                 AND NOT EXISTS (SELECT 1 FROM model_aliases WHERE model_id = ?1)",
-            )
-            .bind(id.to_string())
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+            let deleted = on_pool!(self, pool => {
+                sqlx::query(
+                    "DELETE FROM models WHERE id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM model_aliases WHERE model_id = $1)",
+                )
+                .bind(id.to_string())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+            })?;
             if deleted == 1 {
                 return Ok(());
             }
-            let model: Option<(Option<String>, Option<i64>)> =
-                sqlx::query_as("SELECT name, version FROM models WHERE id = ?")
+            let model: Option<(Option<String>, Option<i64>)> = on_pool!(self, pool => {
+                sqlx::query_as("SELECT name, version FROM models WHERE id = $1")
                     .bind(id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?;
+                    .fetch_optional(pool)
+                    .await
+            })?;
             let Some((name, version)) = model else {
                 return Err(StoreError::NotFound { kind: "model", id });
             };
-            let aliases: Vec<String> = sqlx::query_scalar(
-                "SELECT alias FROM model_aliases WHERE model_id = ? ORDER BY alias",
-            )
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await?;
+            let aliases: Vec<String> = on_pool!(self, pool => {
+                sqlx::query_scalar(
+                    "SELECT alias FROM model_aliases WHERE model_id = $1 ORDER BY alias",
+                )
+                .bind(id.to_string())
+                .fetch_all(pool)
+                .await
+            })?;
             if !aliases.is_empty() {
                 return Err(aliased(
                     &name.unwrap_or_default(),

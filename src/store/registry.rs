@@ -10,13 +10,12 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::{Sqlite, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::nn::{EpochRecord, Mode};
 
-use super::{parse_id, Result, Store, StoreError};
+use super::{now, parse_id, Result, Store, StoreError, Tx};
 
 /// The longest name or alias.
 pub const MAX_SLUG: usize = 64;
@@ -168,36 +167,36 @@ impl Store {
     /// is missing (no such id, name, alias or version).
     pub async fn resolve_model(&self, reference: &ModelRef) -> Result<Uuid> {
         let found: Option<String> = match reference {
-            ModelRef::Id(id) => {
-                sqlx::query_scalar("SELECT id FROM models WHERE id = ?")
+            ModelRef::Id(id) => on_pool!(self, pool => {
+                sqlx::query_scalar("SELECT id FROM models WHERE id = $1")
                     .bind(id.to_string())
-                    .fetch_optional(&self.pool)
-                    .await?
-            }
-            ModelRef::Latest(name) => {
+                    .fetch_optional(pool)
+                    .await
+            })?,
+            ModelRef::Latest(name) => on_pool!(self, pool => {
                 sqlx::query_scalar(
-                    "SELECT id FROM models WHERE name = ? ORDER BY version DESC LIMIT 1",
+                    "SELECT id FROM models WHERE name = $1 ORDER BY version DESC LIMIT 1",
                 )
                 .bind(name)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            ModelRef::Alias { name, alias } => {
+                .fetch_optional(pool)
+                .await
+            })?,
+            ModelRef::Alias { name, alias } => on_pool!(self, pool => {
                 sqlx::query_scalar(
-                    "SELECT model_id FROM model_aliases WHERE name = ? AND alias = ?",
+                    "SELECT model_id FROM model_aliases WHERE name = $1 AND alias = $2",
                 )
                 .bind(name)
                 .bind(alias)
-                .fetch_optional(&self.pool)
-                .await?
-            }
-            ModelRef::Version { name, version } => {
-                sqlx::query_scalar("SELECT id FROM models WHERE name = ? AND version = ?")
+                .fetch_optional(pool)
+                .await
+            })?,
+            ModelRef::Version { name, version } => on_pool!(self, pool => {
+                sqlx::query_scalar("SELECT id FROM models WHERE name = $1 AND version = $2")
                     .bind(name)
                     .bind(i64::from(*version))
-                    .fetch_optional(&self.pool)
-                    .await?
-            }
+                    .fetch_optional(pool)
+                    .await
+            })?,
         };
         match found {
             Some(id) => parse_id(&id),
@@ -207,10 +206,12 @@ impl Store {
 
     /// Whether any job has made a version of `name` (its versions may all be deleted).
     pub async fn name_exists(&self, name: &str) -> Result<bool> {
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM model_names WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let found: Option<String> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT name FROM model_names WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        })?;
         Ok(found.is_some())
     }
 
@@ -399,21 +400,23 @@ pub(super) fn decide(
 /// Decides and applies a job's promotion inside the transaction that stores its model
 /// (`id`, version `version` of `name`): the comparison and the move see the same target.
 pub(super) async fn promote(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Tx,
     request: &PromoteRequest,
     name: &str,
     id: Uuid,
     version: u32,
     value: Option<f64>,
 ) -> Result<Promotion> {
-    let current: Option<(i64, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT m.version, m.spec, m.final_metrics, m.best_metrics FROM model_aliases a \
-         JOIN models m ON m.id = a.model_id WHERE a.name = ? AND a.alias = ?",
-    )
-    .bind(name)
-    .bind(&request.alias)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let current: Option<(i64, String, String, Option<String>)> = on_tx!(tx, conn => {
+        sqlx::query_as(
+            "SELECT m.version, m.spec, m.final_metrics, m.best_metrics FROM model_aliases a \
+             JOIN models m ON m.id = a.model_id WHERE a.name = $1 AND a.alias = $2",
+        )
+        .bind(name)
+        .bind(&request.alias)
+        .fetch_optional(conn)
+        .await
+    })?;
     let current = match current {
         Some((version, spec, final_metrics, best_metrics)) => {
             let spec: Value = super::from_json(&spec, "model spec")?;
@@ -440,25 +443,22 @@ pub(super) async fn promote(
 }
 
 /// Points `alias` of `name` at model `id` in one statement.
-async fn upsert_alias(
-    tx: &mut Transaction<'_, Sqlite>,
-    name: &str,
-    alias: &str,
-    id: Uuid,
-) -> Result<()> {
-    let now = Utc::now();
-    sqlx::query(
-        "INSERT INTO model_aliases (name, alias, model_id, created_at, updated_at) \
-         VALUES (?1, ?2, ?3, ?4, ?4) \
-         ON CONFLICT (name, alias) DO UPDATE SET model_id = excluded.model_id, \
-         updated_at = excluded.updated_at",
-    )
-    .bind(name)
-    .bind(alias)
-    .bind(id.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+async fn upsert_alias(tx: &mut Tx, name: &str, alias: &str, id: Uuid) -> Result<()> {
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO model_aliases (name, alias, model_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (name, alias) DO UPDATE SET model_id = excluded.model_id, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(name)
+        .bind(alias)
+        .bind(id.to_string())
+        .bind(now())
+        .execute(conn)
+        .await
+        .map(|done| done.rows_affected())
+    })?;
     Ok(())
 }
 
@@ -471,23 +471,27 @@ impl Store {
         alias: &str,
         version: u32,
     ) -> Result<(Alias, Option<u32>)> {
-        let mut tx = self.pool.begin().await?;
-        // A write first, so the transaction holds the write lock from here: the previous
-        // target read here is the one the upsert replaces.
-        let previous: Option<String> = sqlx::query_scalar(
-            "UPDATE model_aliases SET updated_at = updated_at WHERE name = ? AND alias = ? \
-             RETURNING model_id",
-        )
-        .bind(name)
-        .bind(alias)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM models WHERE name = ? AND version = ?")
+        let mut tx = self.begin().await?;
+        // A write first, so the transaction holds the write lock (on PostgreSQL, the
+        // alias's row lock) from here: the previous target read here is the one the upsert
+        // replaces.
+        let previous: Option<String> = on_tx!(&mut tx, conn => {
+            sqlx::query_scalar(
+                "UPDATE model_aliases SET updated_at = updated_at \
+                 WHERE name = $1 AND alias = $2 RETURNING model_id",
+            )
+            .bind(name)
+            .bind(alias)
+            .fetch_optional(conn)
+            .await
+        })?;
+        let id: Option<String> = on_tx!(&mut tx, conn => {
+            sqlx::query_scalar("SELECT id FROM models WHERE name = $1 AND version = $2")
                 .bind(name)
                 .bind(i64::from(version))
-                .fetch_optional(&mut *tx)
-                .await?;
+                .fetch_optional(conn)
+                .await
+        })?;
         let Some(id) = id else {
             drop(tx);
             return Err(self
@@ -500,33 +504,37 @@ impl Store {
         upsert_alias(&mut tx, name, alias, parse_id(&id)?).await?;
         let previous = match previous {
             Some(model) => {
-                let v: i64 = sqlx::query_scalar("SELECT version FROM models WHERE id = ?")
-                    .bind(model)
-                    .fetch_one(&mut *tx)
-                    .await?;
+                let v: i64 = on_tx!(&mut tx, conn => {
+                    sqlx::query_scalar("SELECT version FROM models WHERE id = $1")
+                        .bind(model)
+                        .fetch_one(conn)
+                        .await
+                })?;
                 Some(version_of(v)?)
             }
             None => None,
         };
-        let row: AliasRow = sqlx::query_as(&format!(
-            "SELECT {ALIAS_COLUMNS} WHERE a.name = ? AND a.alias = ?"
-        ))
-        .bind(name)
-        .bind(alias)
-        .fetch_one(&mut *tx)
-        .await?;
+        let sql = format!("SELECT {ALIAS_COLUMNS} WHERE a.name = $1 AND a.alias = $2");
+        let row: AliasRow = on_tx!(&mut tx, conn => {
+            sqlx::query_as(&sql)
+                .bind(name)
+                .bind(alias)
+                .fetch_one(conn)
+                .await
+        })?;
         tx.commit().await?;
         Ok((alias_of(row)?, previous))
     }
 
     pub async fn alias(&self, name: &str, alias: &str) -> Result<Alias> {
-        let row: Option<AliasRow> = sqlx::query_as(&format!(
-            "SELECT {ALIAS_COLUMNS} WHERE a.name = ? AND a.alias = ?"
-        ))
-        .bind(name)
-        .bind(alias)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("SELECT {ALIAS_COLUMNS} WHERE a.name = $1 AND a.alias = $2");
+        let row: Option<AliasRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql)
+                .bind(name)
+                .bind(alias)
+                .fetch_optional(pool)
+                .await
+        })?;
         match row {
             Some(row) => alias_of(row),
             None => Err(self
@@ -544,28 +552,29 @@ impl Store {
         if !self.name_exists(name).await? {
             return Err(self.missing(&ModelRef::Latest(name.to_owned())).await?);
         }
-        let rows: Vec<AliasRow> = sqlx::query_as(&format!(
-            "SELECT {ALIAS_COLUMNS} WHERE a.name = ? ORDER BY a.alias"
-        ))
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
-        let latest: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM models WHERE name = ?")
+        let sql = format!("SELECT {ALIAS_COLUMNS} WHERE a.name = $1 ORDER BY a.alias");
+        let rows: Vec<AliasRow> = on_pool!(self, pool => {
+            sqlx::query_as(&sql).bind(name).fetch_all(pool).await
+        })?;
+        let latest: Option<i64> = on_pool!(self, pool => {
+            sqlx::query_scalar("SELECT MAX(version) FROM models WHERE name = $1")
                 .bind(name)
-                .fetch_one(&self.pool)
-                .await?;
+                .fetch_one(pool)
+                .await
+        })?;
         let aliases = rows.into_iter().map(alias_of).collect::<Result<_>>()?;
         Ok((aliases, latest.map(version_of).transpose()?))
     }
 
     pub async fn delete_alias(&self, name: &str, alias: &str) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM model_aliases WHERE name = ? AND alias = ?")
-            .bind(name)
-            .bind(alias)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
+        let deleted = on_pool!(self, pool => {
+            sqlx::query("DELETE FROM model_aliases WHERE name = $1 AND alias = $2")
+                .bind(name)
+                .bind(alias)
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
         if deleted == 0 {
             return Err(self
                 .missing(&ModelRef::Alias {

@@ -1,10 +1,9 @@
 //! What a running job writes: epoch rows, checkpoints, finished trials.
 
 use serde_json::Value;
-use sqlx::{Sqlite, Transaction};
 use uuid::Uuid;
 
-use super::{from_json, json, Result, Store, StoreError};
+use super::{from_json, json, Dialect, Result, Store, StoreError, Tx};
 
 /// One finished epoch as stored.
 #[derive(Debug, Clone)]
@@ -47,55 +46,76 @@ impl Store {
         checkpoint: &[u8],
         overfitting: Option<usize>,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO job_epochs (job_id, trial, epoch, batch_size, record) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(row.trial as i64)
-        .bind(row.epoch as i64)
-        .bind(row.batch_size as i64)
-        .bind(json(&row.record))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO job_checkpoints (job_id, trial, epoch, state) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (job_id) DO UPDATE SET trial = excluded.trial, epoch = excluded.epoch, \
-             state = excluded.state",
-        )
-        .bind(id.to_string())
-        .bind(row.trial as i64)
-        .bind(row.epoch as i64)
-        .bind(checkpoint)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE jobs SET epochs_done = epochs_done + 1, crashes = 0 WHERE id = ?")
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if let Some(epoch) = overfitting {
+        let mut tx = self.begin().await?;
+        let job = id.to_string();
+        on_tx!(&mut tx, conn => {
             sqlx::query(
-                "UPDATE job_epochs SET record = json_set(record, '$.overfitting', json('true')) \
-                 WHERE job_id = ? AND trial = ? AND epoch = ?",
+                "INSERT INTO job_epochs (job_id, trial, epoch, batch_size, record) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
-            .bind(id.to_string())
+            .bind(&job)
             .bind(row.trial as i64)
-            .bind(epoch as i64)
-            .execute(&mut *tx)
-            .await?;
+            .bind(row.epoch as i64)
+            .bind(row.batch_size as i64)
+            .bind(json(&row.record))
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query(
+                "INSERT INTO job_checkpoints (job_id, trial, epoch, state) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (job_id) DO UPDATE SET trial = excluded.trial, \
+                 epoch = excluded.epoch, state = excluded.state",
+            )
+            .bind(&job)
+            .bind(row.trial as i64)
+            .bind(row.epoch as i64)
+            .bind(checkpoint)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query("UPDATE jobs SET epochs_done = epochs_done + 1, crashes = 0 WHERE id = $1")
+                .bind(&job)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        if let Some(epoch) = overfitting {
+            let flag = match self.dialect() {
+                Dialect::Sqlite => "json_set(record, '$.overfitting', json('true'))",
+                Dialect::Postgres => "jsonb_set(record::jsonb, '{overfitting}', 'true')::text",
+            };
+            let sql = format!(
+                "UPDATE job_epochs SET record = {flag} \
+                 WHERE job_id = $1 AND trial = $2 AND epoch = $3"
+            );
+            on_tx!(&mut tx, conn => {
+                sqlx::query(&sql)
+                    .bind(&job)
+                    .bind(row.trial as i64)
+                    .bind(epoch as i64)
+                    .execute(conn)
+                    .await
+                    .map(|done| done.rows_affected())
+            })?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn epochs(&self, id: Uuid) -> Result<Vec<EpochRow>> {
-        let rows = sqlx::query_as::<_, (i64, i64, i64, String)>(
-            "SELECT trial, epoch, batch_size, record FROM job_epochs WHERE job_id = ? \
-             ORDER BY trial, epoch",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as::<_, (i64, i64, i64, String)>(
+                "SELECT trial, epoch, batch_size, record FROM job_epochs WHERE job_id = $1 \
+                 ORDER BY trial, epoch",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await
+        })?;
         rows.into_iter()
             .map(|(trial, epoch, batch_size, record)| {
                 Ok(EpochRow {
@@ -109,12 +129,14 @@ impl Store {
     }
 
     pub async fn checkpoint(&self, id: Uuid) -> Result<Option<Checkpoint>> {
-        let row = sqlx::query_as::<_, (i64, i64, Vec<u8>)>(
-            "SELECT trial, epoch, state FROM job_checkpoints WHERE job_id = ?",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = on_pool!(self, pool => {
+            sqlx::query_as::<_, (i64, i64, Vec<u8>)>(
+                "SELECT trial, epoch, state FROM job_checkpoints WHERE job_id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_optional(pool)
+            .await
+        })?;
         Ok(row.map(|(trial, epoch, state)| Checkpoint {
             trial: trial as usize,
             epoch: epoch as usize,
@@ -124,34 +146,39 @@ impl Store {
 
     /// Records a finished trial with its model; its checkpoint is no longer needed.
     pub async fn finish_trial(&self, id: Uuid, result: &TrialResult, model: &[u8]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO job_trials (job_id, trial, batch_size, best_epoch, best_value, \
-             stopped_early, overfitting_epoch, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(result.trial as i64)
-        .bind(result.batch_size as i64)
-        .bind(result.best_epoch.map(|v| v as i64))
-        .bind(result.best_value)
-        .bind(result.stopped_early)
-        .bind(result.overfitting_epoch.map(|v| v as i64))
-        .bind(model)
-        .execute(&mut *tx)
-        .await?;
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query(
+                "INSERT INTO job_trials (job_id, trial, batch_size, best_epoch, best_value, \
+                 stopped_early, overfitting_epoch, model) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(id.to_string())
+            .bind(result.trial as i64)
+            .bind(result.batch_size as i64)
+            .bind(result.best_epoch.map(|v| v as i64))
+            .bind(result.best_value)
+            .bind(result.stopped_early)
+            .bind(result.overfitting_epoch.map(|v| v as i64))
+            .bind(model)
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
         delete_checkpoint(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub async fn trials(&self, id: Uuid) -> Result<Vec<TrialResult>> {
-        let rows = sqlx::query_as::<_, TrialRow>(
-            "SELECT trial, batch_size, best_epoch, best_value, stopped_early, overfitting_epoch \
-             FROM job_trials WHERE job_id = ? ORDER BY trial",
-        )
-        .bind(id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as::<_, TrialRow>(
+                "SELECT trial, batch_size, best_epoch, best_value, stopped_early, \
+                 overfitting_epoch FROM job_trials WHERE job_id = $1 ORDER BY trial",
+            )
+            .bind(id.to_string())
+            .fetch_all(pool)
+            .await
+        })?;
         Ok(rows
             .into_iter()
             .map(
@@ -170,52 +197,66 @@ impl Store {
     }
 
     pub async fn trial_model(&self, id: Uuid, trial: usize) -> Result<Vec<u8>> {
-        sqlx::query_scalar::<_, Option<Vec<u8>>>(
-            "SELECT model FROM job_trials WHERE job_id = ? AND trial = ?",
-        )
-        .bind(id.to_string())
-        .bind(trial as i64)
-        .fetch_optional(&self.pool)
-        .await?
+        on_pool!(self, pool => {
+            sqlx::query_scalar::<_, Option<Vec<u8>>>(
+                "SELECT model FROM job_trials WHERE job_id = $1 AND trial = $2",
+            )
+            .bind(id.to_string())
+            .bind(trial as i64)
+            .fetch_optional(pool)
+            .await
+        })?
         .flatten()
         .ok_or_else(|| StoreError::Corrupt(format!("job {id} has no model for trial {trial}")))
     }
 
     /// Forgets a trial's epochs and checkpoint so it can start over.
     pub async fn reset_trial(&self, id: Uuid, trial: usize) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("DELETE FROM job_epochs WHERE job_id = ? AND trial = ?")
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query("DELETE FROM job_epochs WHERE job_id = $1 AND trial = $2")
+                .bind(id.to_string())
+                .bind(trial as i64)
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected())
+        })?;
+        on_tx!(&mut tx, conn => {
+            sqlx::query(
+                "UPDATE jobs SET epochs_done = (SELECT COUNT(*) FROM job_epochs WHERE job_id = $1) \
+                 WHERE id = $1",
+            )
             .bind(id.to_string())
-            .bind(trial as i64)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE jobs SET epochs_done = (SELECT COUNT(*) FROM job_epochs WHERE job_id = ?1) \
-             WHERE id = ?1",
-        )
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
         delete_checkpoint(&mut tx, id).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
-async fn delete_checkpoint(tx: &mut Transaction<'static, Sqlite>, id: Uuid) -> Result<()> {
-    sqlx::query("DELETE FROM job_checkpoints WHERE job_id = ?")
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
+async fn delete_checkpoint(tx: &mut Tx, id: Uuid) -> Result<()> {
+    on_tx!(tx, conn => {
+        sqlx::query("DELETE FROM job_checkpoints WHERE job_id = $1")
+            .bind(id.to_string())
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
     Ok(())
 }
 
 /// Drops what only an unfinished job needs: its checkpoint and its trials' model copies.
-pub(super) async fn end_training(tx: &mut Transaction<'static, Sqlite>, id: Uuid) -> Result<()> {
+pub(super) async fn end_training(tx: &mut Tx, id: Uuid) -> Result<()> {
     delete_checkpoint(tx, id).await?;
-    sqlx::query("UPDATE job_trials SET model = NULL WHERE job_id = ?")
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    on_tx!(tx, conn => {
+        sqlx::query("UPDATE job_trials SET model = NULL WHERE job_id = $1")
+            .bind(id.to_string())
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+    })?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::helpers::{binary_spec, linear_rows, to_csv, TestApp};
-use crate::process::{integrity, start};
+use crate::process::start;
 
 /// Wide layers and small batches: tens of milliseconds per epoch or more, so a kill
 /// lands inside an epoch.
@@ -93,10 +93,10 @@ async fn sigkill_mid_epoch_resumes_bit_identically() {
             .await;
         assert_eq!(seen["status"], "running", "{seen}");
         tokio::time::sleep(Duration::from_millis(5)).await;
-        let db_path = app.db_path.clone();
+        let db = app.db.clone();
         server.take().unwrap().sigkill();
         kills += 1;
-        assert_eq!(integrity(&db_path).await, "ok");
+        assert_eq!(db.integrity().await, "ok");
         server = Some(start(&dir, &["--workers", "1"], None));
     }
     let server = server.unwrap();
@@ -115,10 +115,10 @@ async fn sigkill_mid_epoch_resumes_bit_identically() {
     assert_eq!(resumed, control, "every epoch's metrics to the last bit");
     let model = done["model_id"].as_str().unwrap();
     assert_eq!(predictions(&server.app, model).await, control_predictions);
-    let db_path = server.app.db_path.clone();
+    let db = server.app.db.clone();
     let (status, _) = server.sigterm();
     assert!(status.success());
-    assert_eq!(integrity(&db_path).await, "ok");
+    assert_eq!(db.integrity().await, "ok");
 }
 
 /// Opens an upload whose head promises `total` bytes and sends `sent` of them.
@@ -148,9 +148,9 @@ async fn sigkill_during_an_upload_leaves_no_partial_dataset() {
     let csv = to_csv(&linear_rows(400_000, 2));
     let _upload = partial_upload(&server.app, &csv, csv.len() * 3 / 4).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let db_path = server.app.db_path.clone();
+    let db = server.app.db.clone();
     server.sigkill();
-    assert_eq!(integrity(&db_path).await, "ok");
+    assert_eq!(db.integrity().await, "ok");
     let server = start(&dir, &[], None);
     let list = server.app.get_json("/datasets").await;
     assert_eq!(list["total"], 1, "{list}");
@@ -175,7 +175,7 @@ async fn sigterm_finishes_in_flight_requests_checkpoints_and_exits_0() {
         .await;
     let mut upload = partial_upload(&server.app, &csv, csv.len() / 2).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let db_path = server.app.db_path.clone();
+    let db = server.app.db.clone();
     let rest = csv.as_bytes()[csv.len() / 2..].to_vec();
     let finish = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -196,7 +196,7 @@ async fn sigterm_finishes_in_flight_requests_checkpoints_and_exits_0() {
     );
     assert!(status.success(), "exit status {status:?}");
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
-    assert_eq!(integrity(&db_path).await, "ok");
+    assert_eq!(db.integrity().await, "ok");
 
     let server = start(&dir, &["--workers", "1"], None);
     assert_eq!(server.app.get_json("/datasets").await["total"], 2);

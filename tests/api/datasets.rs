@@ -158,6 +158,12 @@ async fn bad_csv_is_rejected_and_nothing_is_stored() {
             StatusCode::BAD_REQUEST,
             &["colour"],
         ),
+        (
+            "a,b\n1,2\n",
+            "?name=a%00b",
+            StatusCode::BAD_REQUEST,
+            &["name", "control character"],
+        ),
     ];
     for (csv, query, status, needles) in cases {
         let response = app.post_csv(&format!("/datasets{query}"), *csv).await;

@@ -1,6 +1,8 @@
-//! Starting the real service on a random port with its own temporary SQLite file.
+//! Starting the real service on a random port with its own temporary SQLite file, or, when
+//! `NNSERVE_TEST_POSTGRES` names a PostgreSQL server (`.ci/postgres` starts one), with a
+//! database of its own on that server: the suite runs unchanged on either backend.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nnserve::config::Config;
@@ -14,7 +16,7 @@ use tokio::task::JoinHandle;
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub db_path: PathBuf,
+    pub db: TestDb,
     dir: Arc<TempDir>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -49,9 +51,168 @@ pub async fn spawn_with(options: Options) -> TestApp {
     start(dir, options).await
 }
 
+/// The database of a test's server, named by the test's temporary directory, so a server
+/// started again on the same directory finds the same data.
+#[derive(Clone, Debug)]
+pub enum TestDb {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl TestDb {
+    /// The database for `dir`, created (empty) on PostgreSQL the first time.
+    pub fn of(dir: &Path) -> TestDb {
+        let Some(server) = std::env::var("NNSERVE_TEST_POSTGRES")
+            .ok()
+            .filter(|s| !s.is_empty())
+        else {
+            return TestDb::Sqlite(dir.join("test.db"));
+        };
+        let name = {
+            use std::hash::{Hash, Hasher};
+            // DefaultHasher::new has fixed keys: the same directory gives the same name.
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            dir.hash(&mut hasher);
+            format!("nnserve_test_{:016x}", hasher.finish())
+        };
+        let base = server.rsplit_once('/').map_or(&*server, |(base, _)| base);
+        let url = format!("{base}/{name}");
+        // On a thread of its own: callers are both async tests and plain functions.
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let admin = sqlx::PgPool::connect(&server)
+                        .await
+                        .expect("the PostgreSQL server of NNSERVE_TEST_POSTGRES answers");
+                    let exists: Option<i32> =
+                        sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                            .bind(&name)
+                            .fetch_optional(&admin)
+                            .await
+                            .expect("pg_database");
+                    if exists.is_none() {
+                        sqlx::query(&format!("CREATE DATABASE {name}"))
+                            .execute(&admin)
+                            .await
+                            .expect("CREATE DATABASE");
+                    }
+                    admin.close().await;
+                })
+        })
+        .join()
+        .expect("database created");
+        TestDb::Postgres(url)
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(path) => format!("sqlite://{}", path.display()),
+            TestDb::Postgres(url) => url.clone(),
+        }
+    }
+
+    /// Runs a statement directly, beside any server using the database.
+    pub async fn execute(&self, sql: &str) {
+        match self {
+            TestDb::Sqlite(path) => {
+                let pool = self.sqlite(path).await;
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+            TestDb::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("open db");
+                sqlx::query(sql).execute(&pool).await.expect("statement");
+                pool.close().await;
+            }
+        }
+    }
+
+    /// The first column of the first row of `sql` (a BIGINT), with `$1`… bound to `binds`.
+    pub async fn number(&self, sql: &str, binds: &[&str]) -> Option<i64> {
+        match self {
+            TestDb::Sqlite(path) => {
+                let pool = self.sqlite(path).await;
+                let mut query = sqlx::query_scalar(sql);
+                for bind in binds {
+                    query = query.bind(*bind);
+                }
+                let n = query.fetch_optional(&pool).await.expect("query");
+                pool.close().await;
+                n.flatten()
+            }
+            TestDb::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("open db");
+                let mut query = sqlx::query_scalar(sql);
+                for bind in binds {
+                    query = query.bind(*bind);
+                }
+                let n = query.fetch_optional(&pool).await.expect("query");
+                pool.close().await;
+                n.flatten()
+            }
+        }
+    }
+
+    /// A job's status and finished epochs.
+    pub async fn job_progress(&self, id: &str) -> (String, i64) {
+        let sql = "SELECT status, epochs_done FROM jobs WHERE id = $1";
+        match self {
+            TestDb::Sqlite(path) => {
+                let pool = self.sqlite(path).await;
+                let row = sqlx::query_as(sql).bind(id).fetch_one(&pool).await;
+                pool.close().await;
+                row.expect("job row")
+            }
+            TestDb::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("open db");
+                let row = sqlx::query_as(sql).bind(id).fetch_one(&pool).await;
+                pool.close().await;
+                row.expect("job row")
+            }
+        }
+    }
+
+    /// SQLite's `PRAGMA integrity_check` of a file no process has open; on PostgreSQL,
+    /// whether every table reads whole (the server keeps its own files consistent).
+    pub async fn integrity(&self) -> String {
+        match self {
+            TestDb::Sqlite(path) => {
+                let pool = self.sqlite(path).await;
+                let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
+                    .fetch_one(&pool)
+                    .await
+                    .expect("integrity_check");
+                pool.close().await;
+                verdict
+            }
+            TestDb::Postgres(url) => {
+                let pool = sqlx::PgPool::connect(url).await.expect("open db");
+                for table in ["datasets", "dataset_chunks", "jobs", "job_epochs", "models"] {
+                    sqlx::query(&format!("SELECT * FROM {table}"))
+                        .fetch_all(&pool)
+                        .await
+                        .expect("the table reads");
+                }
+                pool.close().await;
+                "ok".into()
+            }
+        }
+    }
+
+    async fn sqlite(&self, path: &Path) -> sqlx::SqlitePool {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+        sqlx::SqlitePool::connect_with(options)
+            .await
+            .expect("open db")
+    }
+}
+
 async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
-    let db_path = dir.path().join("test.db");
-    let mut config = Config::new(format!("sqlite://{}", db_path.display()));
+    let db = TestDb::of(dir.path());
+    let mut config = Config::new(db.url());
     config.workers = options.workers;
     if let Some(max) = options.max_body_bytes {
         config.max_body_bytes = max;
@@ -77,7 +238,7 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
-        db_path,
+        db,
         dir,
         stop: Some(stop),
         server: Some(server),
@@ -85,12 +246,12 @@ async fn start(dir: Arc<TempDir>, options: Options) -> TestApp {
 }
 
 impl TestApp {
-    /// A client of a server running elsewhere (a child process) on `db_path` in `dir`.
-    pub fn remote(address: String, dir: Arc<TempDir>, db_path: PathBuf) -> TestApp {
+    /// A client of a server running elsewhere (a child process) on `db` in `dir`.
+    pub fn remote(address: String, dir: Arc<TempDir>, db: TestDb) -> TestApp {
         TestApp {
             address,
             client: reqwest::Client::new(),
-            db_path,
+            db,
             dir,
             stop: None,
             server: None,
@@ -111,7 +272,7 @@ impl TestApp {
         self.shutdown().await;
         StoppedApp {
             dir: self.dir.clone(),
-            db_path: self.db_path.clone(),
+            db: self.db.clone(),
         }
     }
 
@@ -174,18 +335,10 @@ impl TestApp {
         body
     }
 
-    /// Rows stored in the chunk table, straight from the database file.
+    /// Rows stored in the chunk table, straight from the database.
     pub async fn stored_chunk_rows(&self) -> i64 {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.db_path);
-        let pool = sqlx::SqlitePool::connect_with(options)
-            .await
-            .expect("open db");
-        let rows: Option<i64> = sqlx::query_scalar("SELECT SUM(rows) FROM dataset_chunks")
-            .fetch_one(&pool)
-            .await
-            .expect("query");
-        pool.close().await;
-        rows.unwrap_or(0)
+        let sql = "SELECT CAST(SUM(rows) AS BIGINT) FROM dataset_chunks";
+        self.db.number(sql, &[]).await.unwrap_or(0)
     }
 }
 
@@ -330,7 +483,7 @@ impl TestApp {
 /// The database of a stopped server, to be started again.
 pub struct StoppedApp {
     dir: Arc<TempDir>,
-    db_path: PathBuf,
+    pub db: TestDb,
 }
 
 impl StoppedApp {
@@ -338,35 +491,15 @@ impl StoppedApp {
         start(self.dir, options).await
     }
 
-    /// A job's status and finished epochs, read from the database file.
+    /// A job's status and finished epochs, read from the database.
     pub async fn job_progress(&self, id: &str) -> (String, i64) {
-        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&self.db_path);
-        let pool = sqlx::SqlitePool::connect_with(options)
-            .await
-            .expect("open db");
-        let row = sqlx::query_as("SELECT status, epochs_done FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_one(&pool)
-            .await
-            .expect("job row");
-        pool.close().await;
-        row
+        self.db.job_progress(id).await
     }
 
-    /// Runs a statement on the database file directly (to simulate a crash's leftovers).
+    /// Runs a statement on the database directly (to simulate a crash's leftovers).
     pub async fn execute_sql(&self, sql: &str) {
-        execute_sql(&self.db_path, sql).await;
+        self.db.execute(sql).await;
     }
-}
-
-/// Runs a statement on a database file directly, beside any server using it.
-pub async fn execute_sql(db_path: &std::path::Path, sql: &str) {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db_path);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("open db");
-    sqlx::query(sql).execute(&pool).await.expect("statement");
-    pool.close().await;
 }
 
 pub const PLANS: [&str; 3] = ["basic", "pro", "gold"];

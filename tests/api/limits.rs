@@ -8,9 +8,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{
-    assert_problem, binary_spec, execute_sql, spawn_app, spawn_with, Options, TestApp,
-};
+use crate::helpers::{assert_problem, binary_spec, spawn_app, spawn_with, Options, TestApp};
 
 fn bomb(dataset: &str, units: u64) -> Value {
     let mut spec = binary_spec(dataset, 1);
@@ -241,11 +239,9 @@ async fn the_model_cache_evicts_the_least_recently_used_model() {
         .unwrap();
     assert!(answer["predictions"].is_array() && again["predictions"].is_array());
     // The second is cached: it still answers after its row is gone.
-    execute_sql(
-        &app.db_path,
-        &format!("DELETE FROM models WHERE id = '{second}'"),
-    )
-    .await;
+    app.db
+        .execute(&format!("DELETE FROM models WHERE id = '{second}'"))
+        .await;
     assert_eq!(
         app.post_json(&predict(&second), &body).await.status(),
         StatusCode::OK

@@ -2,14 +2,13 @@
 //! stopped with SIGTERM, started again on the same database file.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, TestDb};
 
 pub struct Process {
     child: Child,
@@ -17,12 +16,12 @@ pub struct Process {
     log: Arc<Mutex<String>>,
 }
 
-/// Starts the binary on `dir/test.db` with `args` (run through `sh -c` when `shell`
+/// Starts the binary on `dir`'s database (see [`TestDb::of`]) with `args` (run through `sh -c` when `shell`
 /// wraps the command, e.g. `ulimit -v N; exec "$0" "$@"`), and waits for it to listen.
 pub fn start(dir: &Arc<TempDir>, args: &[&str], shell: Option<&str>) -> Process {
-    let db_path = dir.path().join("test.db");
+    let db = TestDb::of(dir.path());
     let binary = env!("CARGO_BIN_EXE_nnserve");
-    let database = format!("sqlite://{}", db_path.display());
+    let database = db.url();
     let mut all = vec!["--addr", "127.0.0.1:0", "--database-url", &database];
     all.extend_from_slice(args);
     let mut command = match shell {
@@ -71,7 +70,7 @@ pub fn start(dir: &Arc<TempDir>, args: &[&str], shell: Option<&str>) -> Process 
     };
     Process {
         child,
-        app: TestApp::remote(format!("http://{address}"), dir.clone(), db_path),
+        app: TestApp::remote(format!("http://{address}"), dir.clone(), db),
         log,
     }
 }
@@ -113,18 +112,4 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `PRAGMA integrity_check` of a database file no process has open.
-pub async fn integrity(db_path: &Path) -> String {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(db_path);
-    let pool = sqlx::SqlitePool::connect_with(options)
-        .await
-        .expect("open db");
-    let verdict: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(&pool)
-        .await
-        .expect("integrity_check");
-    pool.close().await;
-    verdict
 }

@@ -627,13 +627,7 @@ async fn a_model_shows_its_name_inputs_outputs_and_size() {
 
 /// The size of a model's weights as the database holds them.
 async fn stored_weight_bytes(app: &TestApp, id: &str) -> i64 {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&app.db_path);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    let bytes: i64 = sqlx::query_scalar("SELECT length(weights) FROM models WHERE id = ?")
-        .bind(id)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    bytes
+    // octet_length is SQL's name for it, and both backends know it.
+    let sql = "SELECT CAST(octet_length(weights) AS BIGINT) FROM models WHERE id = $1";
+    app.db.number(sql, &[id]).await.expect("the model's row")
 }

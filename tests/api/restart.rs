@@ -3,7 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{binary_spec, linear_rows, spawn_with, Options};
+use crate::helpers::{binary_spec, linear_rows, spawn_with, Options, TestDb};
 use crate::journey::predict;
 
 fn workers(n: usize) -> Options {
@@ -135,8 +135,12 @@ async fn an_unusable_checkpoint_restarts_the_trial() {
         (2..30).contains(&done),
         "stopped mid-way, after {done} epochs"
     );
+    let garbage = match stopped.db {
+        TestDb::Sqlite(_) => "x'00ff'",
+        TestDb::Postgres(_) => "'\\x00ff'::bytea",
+    };
     stopped
-        .execute_sql("UPDATE job_checkpoints SET state = x'00ff'")
+        .execute_sql(&format!("UPDATE job_checkpoints SET state = {garbage}"))
         .await;
 
     let app = stopped.start(workers(1)).await;

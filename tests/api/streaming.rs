@@ -20,17 +20,10 @@ fn options(budget: Option<usize>) -> Options {
     }
 }
 
-/// Chunks stored for a dataset, straight from the database file.
+/// Chunks stored for a dataset, straight from the database.
 async fn chunks(app: &TestApp, dataset: &str) -> i64 {
-    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(&app.db_path);
-    let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
-    let n = sqlx::query_scalar("SELECT COUNT(*) FROM dataset_chunks WHERE dataset_id = ?")
-        .bind(dataset)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    n
+    let sql = "SELECT COUNT(*) FROM dataset_chunks WHERE dataset_id = $1";
+    app.db.number(sql, &[dataset]).await.unwrap_or(0)
 }
 
 /// Every epoch's record without its wall time.
