@@ -16,6 +16,7 @@ pub struct Conn {
 
 pub struct Reply {
     pub status: StatusCode,
+    pub headers: hyper::HeaderMap,
     pub body: Bytes,
 }
 
@@ -67,12 +68,28 @@ impl Conn {
         content_type: Option<&str>,
         body: Bytes,
     ) -> Result<Reply, String> {
+        self.request_with(method, path, content_type, &[], body)
+            .await
+    }
+
+    /// `request` with more headers (name, value).
+    pub async fn request_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: Option<&str>,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Reply, String> {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
             .header(header::HOST, &self.host);
         if let Some(ct) = content_type {
             req = req.header(header::CONTENT_TYPE, ct);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, value);
         }
         let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
         self.send
@@ -85,13 +102,18 @@ impl Conn {
             .await
             .map_err(|e| format!("{path}: {e}"))?;
         let status = resp.status();
+        let headers = resp.headers().clone();
         let body = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| format!("{path}: reading body: {e}"))?
             .to_bytes();
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn get(&mut self, path: &str) -> Result<Reply, String> {

@@ -9,6 +9,7 @@ mod data;
 mod floor;
 mod latency;
 mod peak;
+mod protocols;
 mod server;
 mod stream;
 mod table;
@@ -40,6 +41,9 @@ enum Part {
     /// Typed tables: a mixed 100 MB upload, and training on a mixed table against its
     /// encoding.
     Tables,
+    /// 1000- and 100 000-row predicts through the Open Inference Protocol (binary and
+    /// JSON) and /predict, beside PyTorch's in-process call.
+    Protocols,
 }
 
 impl Part {
@@ -457,8 +461,28 @@ async fn run(s: Setup) -> Result<(), String> {
             }
         }
     }
+    let protocols = match s.wants(Part::Protocols) {
+        true => Some(run_protocols(&s).await?),
+        false => None,
+    };
     print_report(&s, &r);
+    if let Some(figures) = protocols {
+        println!(
+            "\nOne predict request, W1's network:\n{}",
+            protocols::report(&figures)
+        );
+    }
     served
+}
+
+async fn run_protocols(s: &Setup) -> Result<Vec<protocols::Figure>, String> {
+    let bin = s
+        .opts
+        .bin
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_nnserve")));
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    protocols::run(s, &bin, tmp.path()).await
 }
 
 fn print_report(s: &Setup, r: &Results) {

@@ -40,6 +40,17 @@ pub(super) const PREDICT_ROUTES: &[(Method, &str)] = &[
     (Method::GET, "/models/{name}/aliases"),
     (Method::GET, "/models/{name}/aliases/{alias}"),
     (Method::GET, "/openapi.json"),
+    (Method::GET, "/v1/models/{*path}"),
+    (Method::POST, "/v1/models/{*path}"),
+    (Method::GET, "/v2"),
+    (Method::GET, "/v2/health/live"),
+    (Method::GET, "/v2/health/ready"),
+    (Method::GET, "/v2/models/{name}"),
+    (Method::GET, "/v2/models/{name}/ready"),
+    (Method::POST, "/v2/models/{name}/infer"),
+    (Method::GET, "/v2/models/{name}/versions/{version}"),
+    (Method::GET, "/v2/models/{name}/versions/{version}/ready"),
+    (Method::POST, "/v2/models/{name}/versions/{version}/infer"),
 ];
 
 impl Keys {

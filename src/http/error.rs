@@ -23,6 +23,9 @@ pub enum Error {
     Unprocessable(String),
     #[error("{0}")]
     Conflict(String),
+    /// A route this service does not have (TensorFlow Serving's unknown verbs).
+    #[error("{0}")]
+    NotFound(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{0}")]
@@ -84,6 +87,7 @@ impl Error {
             Self::BadRequest(_) | Self::Query(_) | Self::Path(_) => StatusCode::BAD_REQUEST,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Json(_, status) => *status,
@@ -147,38 +151,26 @@ pub struct Problem {
     pub detail: String,
 }
 
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let detail = if status.is_server_error() {
-            // The cause may reveal internals: log it, tell the client only that it happened.
-            tracing::error!(error = %self, "request failed");
-            match &self {
-                Self::Unavailable(_) => {
-                    "the service is not ready: its database is unreachable".to_owned()
-                }
-                Self::Overloaded { .. } | Self::Model(ModelError::OutOfMemory(_)) => {
-                    self.to_string()
-                }
-                _ => "an internal error occurred; the server log has the details".to_owned(),
+impl Error {
+    /// What the client is told: a server error's cause may reveal internals, so it is
+    /// logged and the client told only that it happened.
+    fn detail(&self, status: StatusCode) -> String {
+        if !status.is_server_error() {
+            return self.to_string();
+        }
+        tracing::error!(error = %self, "request failed");
+        match self {
+            Self::Unavailable(_) => {
+                "the service is not ready: its database is unreachable".to_owned()
             }
-        } else {
-            self.to_string()
-        };
-        let problem = Problem {
-            kind: "about:blank".into(),
-            title: status.canonical_reason().unwrap_or("Error").into(),
-            status: status.as_u16(),
-            detail,
-        };
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "application/problem+json")],
-            axum::Json(problem),
-        )
-            .into_response();
+            Self::Overloaded { .. } | Self::Model(ModelError::OutOfMemory(_)) => self.to_string(),
+            _ => "an internal error occurred; the server log has the details".to_owned(),
+        }
+    }
+
+    fn add_headers(&self, response: &mut Response) {
         let headers = response.headers_mut();
-        match &self {
+        match self {
             Self::Unauthorized(_) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
@@ -196,6 +188,64 @@ impl IntoResponse for Error {
             }
             _ => {}
         }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let problem = Problem {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: self.detail(status),
+        };
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/problem+json")],
+            axum::Json(problem),
+        )
+            .into_response();
+        self.add_headers(&mut response);
+        response
+    }
+}
+
+/// An error of the TensorFlow Serving and Open Inference Protocol routes, answered as
+/// their clients expect: `{"error": "…"}` as `application/json`. A request the service
+/// understood but cannot use is a 400 there (TF Serving's INVALID_ARGUMENT), not a 422.
+#[derive(Debug)]
+pub struct ProtocolError(pub Error);
+
+impl<E: Into<Error>> From<E> for ProtocolError {
+    fn from(error: E) -> Self {
+        Self(error.into())
+    }
+}
+
+/// The body of a TensorFlow Serving or Open Inference Protocol error.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "instances[0] has 3 values, the model expects 4 (x0, x1, x2, x3)"}))]
+pub struct ProtocolErrorBody {
+    pub error: String,
+}
+
+impl IntoResponse for ProtocolError {
+    fn into_response(self) -> Response {
+        let status = match self.0.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            status => status,
+        };
+        let body = ProtocolErrorBody {
+            error: self.0.detail(status),
+        };
+        let mut response = (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            axum::Json(body),
+        )
+            .into_response();
+        self.0.add_headers(&mut response);
         response
     }
 }

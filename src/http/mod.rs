@@ -10,6 +10,7 @@ mod limits;
 mod models;
 mod openapi;
 mod page;
+mod protocols;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,8 @@ pub struct AppState {
         (name = "jobs", description = "Train networks and follow their progress"),
         (name = "models", description = "Trained models: predict and evaluate"),
         (name = "service", description = "Health and the API document"),
+        (name = "protocols", description = "TensorFlow Serving's REST API and the Open \
+            Inference Protocol (KServe V2) over the same models; errors are {\"error\": …}"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +69,7 @@ fn api() -> OpenApiRouter<AppState> {
         .merge(datasets::router())
         .merge(jobs::router())
         .merge(models::router())
+        .merge(protocols::router())
 }
 
 /// The media type of a request body, without parameters, lower-case.

@@ -36,6 +36,7 @@ fn complete(document: &mut Value) {
     merge_all_of(&mut document["components"], &schemas);
     merge_all_of(&mut document["paths"], &schemas);
     versioned_routes(&mut document["paths"]);
+    protocol_versions(&mut document["paths"]);
     document["components"]["securitySchemes"] = json!({
         "bearer": {
             "type": "http",
@@ -110,6 +111,62 @@ fn versioned_routes(paths: &mut Value) {
     debug_assert!(paths.keys().any(|p| p.starts_with(BY_REF)));
 }
 
+/// The protocols' routes by version (and TensorFlow Serving's by label): utoipa writes each
+/// handler once, at its route by name.
+fn protocol_versions(paths: &mut Value) {
+    let Some(paths) = paths.as_object_mut() else {
+        return;
+    };
+    let name_param = |name: &str, description: &str| {
+        json!({"name": name, "in": "path", "required": true, "description": description,
+            "schema": {"type": "string"}})
+    };
+    let version = json!({"name": "version", "in": "path", "required": true,
+        "description": "One version of the name: 1, 2, 3…",
+        "schema": {"type": "integer", "minimum": 1, "maximum": u32::MAX}});
+    let label = name_param("label", "An alias of the name (`champion`)");
+    let mut copies = Vec::new();
+    for (path, item) in paths.iter() {
+        let Some(rest) = path.strip_prefix("/v1/models/{name}") else {
+            if path.starts_with("/v2/models/{name}/versions/{version}") {
+                copies.push((path.clone(), item.clone(), version.clone(), "_by_version"));
+            }
+            continue;
+        };
+        copies.push((
+            format!("/v1/models/{{name}}/versions/{{version}}{rest}"),
+            item.clone(),
+            version.clone(),
+            "_by_version",
+        ));
+        copies.push((
+            format!("/v1/models/{{name}}/labels/{{label}}{rest}"),
+            item.clone(),
+            label.clone(),
+            "_by_label",
+        ));
+    }
+    for (path, mut item, parameter, suffix) in copies {
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|o| o.values_mut())
+        {
+            if let Some(id) = operation["operationId"].as_str() {
+                operation["operationId"] = format!("{id}{suffix}").into();
+            }
+            if let Some(parameters) = operation["parameters"].as_array_mut() {
+                let at = parameters
+                    .iter()
+                    .position(|p| p["name"] == "name")
+                    .map_or(0, |i| i + 1);
+                parameters.insert(at, parameter.clone());
+            }
+        }
+        paths.insert(path, item);
+    }
+}
+
 fn problem(description: &str) -> Value {
     json!({
         "description": description,
@@ -154,9 +211,13 @@ fn shared_responses(path: &str, method: &str, operation: &mut Value) {
             "description": "Bearer realm=\"nnserve\"", "schema": {"type": "string"}
         }})),
     );
+    // The protocols' routes are all a predict key's (auth matches their routes, whose
+    // TensorFlow Serving patterns the document writes per call).
     let predict_allowed = PREDICT_ROUTES
         .iter()
-        .any(|(m, p)| m.as_str().eq_ignore_ascii_case(method) && *p == path);
+        .any(|(m, p)| m.as_str().eq_ignore_ascii_case(method) && *p == path)
+        || path.starts_with("/v1/models/")
+        || path.starts_with("/v2");
     if !predict_allowed {
         add("403", "A predict key may not call this endpoint", None);
     }

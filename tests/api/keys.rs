@@ -42,19 +42,22 @@ fn operations() -> Vec<(Method, String, String)> {
 }
 
 fn predict_may(method: &Method, path: &str) -> bool {
-    matches!(
-        (method.as_str(), path),
-        ("GET", "/models")
-            | ("GET", "/models/{ref}")
-            | ("POST", "/models/{ref}/predict")
-            | ("POST", "/models/{ref}/evaluate")
-            | ("GET", "/models/{name}/versions/{version}")
-            | ("POST", "/models/{name}/versions/{version}/predict")
-            | ("POST", "/models/{name}/versions/{version}/evaluate")
-            | ("GET", "/models/{name}/aliases")
-            | ("GET", "/models/{name}/aliases/{alias}")
-            | ("GET", "/openapi.json")
-    )
+    // TensorFlow Serving's and the Open Inference Protocol's routes serve models only.
+    path.starts_with("/v1/models/")
+        || path.starts_with("/v2")
+        || matches!(
+            (method.as_str(), path),
+            ("GET", "/models")
+                | ("GET", "/models/{ref}")
+                | ("POST", "/models/{ref}/predict")
+                | ("POST", "/models/{ref}/evaluate")
+                | ("GET", "/models/{name}/versions/{version}")
+                | ("POST", "/models/{name}/versions/{version}/predict")
+                | ("POST", "/models/{name}/versions/{version}/evaluate")
+                | ("GET", "/models/{name}/aliases")
+                | ("GET", "/models/{name}/aliases/{alias}")
+                | ("GET", "/openapi.json")
+        )
 }
 
 async fn call(app: &TestApp, method: &Method, path: &str, auth: Option<&str>) -> reqwest::Response {

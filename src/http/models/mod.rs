@@ -6,11 +6,11 @@ mod csv_body;
 mod evaluate;
 mod importance;
 mod onnx;
-mod predict;
+pub(in crate::http) mod predict;
 pub(crate) mod reference;
-mod rows;
+pub(in crate::http) mod rows;
 mod scores;
-mod signature;
+pub(in crate::http) mod signature;
 mod stored;
 
 use axum::extract::State;

@@ -20,7 +20,8 @@ use crate::http::error::{Error, Problem, Result};
 use crate::http::extract::{Body, Json, Query};
 use crate::http::{media_type, AppState};
 use crate::nn::human;
-use crate::parse::instances::{self, InstancesError};
+use crate::nn::ModelError;
+use crate::parse::instances::{self, Instances, InstancesError};
 use crate::serving::ServedModel;
 use crate::telemetry::spawn_blocking_in_span;
 
@@ -58,7 +59,7 @@ pub enum Classes {
 }
 
 impl Classes {
-    fn of(model: &crate::nn::Model, indices: Vec<usize>) -> Classes {
+    pub(in crate::http) fn of(model: &crate::nn::Model, indices: Vec<usize>) -> Classes {
         match model.class_names() {
             Some(names) => Classes::Labels(
                 indices
@@ -198,19 +199,27 @@ async fn predict(
         row_bytes,
         state.config.job_memory_limit(),
     )?;
-    let predictions = if body.len() <= INLINE_BYTES {
-        run(&served, &body)?
-    } else {
-        spawn_blocking_in_span(move || run(&served, &body))
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))??
-    };
+    let predictions = off_runtime_if_large(body.len(), move || run(&served, &body)).await?;
     Ok(Json(predictions).into_response())
+}
+
+/// Runs `work` on the runtime's thread for a body up to [`INLINE_BYTES`], else on a
+/// blocking thread.
+pub(in crate::http) async fn off_runtime_if_large<T: Send + 'static>(
+    body_bytes: usize,
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    if body_bytes <= INLINE_BYTES {
+        return work();
+    }
+    spawn_blocking_in_span(work)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 /// Refuses a body whose rows could need more memory than `limit`, before it is parsed,
 /// counting the most rows of at least `row_bytes` bytes it can hold.
-fn check_memory(
+pub(in crate::http) fn check_memory(
     served: &ServedModel,
     body_bytes: usize,
     row_bytes: usize,
@@ -232,30 +241,55 @@ fn check_memory(
 fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
     if let Some(names) = served.model.input_names() {
         let x = raw_instances(&served.model, &names, body)?;
-        let predictions = served
-            .model
-            .predict_parallel(x.view(), crate::config::cores())?;
-        let classes = served.model.classes(predictions.view());
-        return Ok(Predictions {
-            classes: classes.map(|c| Classes::of(&served.model, c)),
-            predictions,
-        });
+        return predict_cells(served, x.view());
     }
+    numeric(served, |each| {
+        instances::parse_with(body, &served.feature_names, &served.feature_index, each)
+    })
+}
+
+/// The predictions of rows already in the model's input cells.
+pub(in crate::http) fn predict_cells(
+    served: &ServedModel,
+    x: ArrayView2<'_, f32>,
+) -> Result<Predictions> {
+    let predictions = served.model.predict_parallel(x, crate::config::cores())?;
+    Ok(with_classes(served, predictions))
+}
+
+fn with_classes(served: &ServedModel, predictions: Array2<f32>) -> Predictions {
+    let classes = served.model.classes(predictions.view());
+    Predictions {
+        classes: classes.map(|c| Classes::of(&served.model, c)),
+        predictions,
+    }
+}
+
+/// What runs on each part of a numeric body's rows as the parser hands them over.
+pub(in crate::http) type PredictPart<'a> =
+    &'a (dyn Fn(Instances, usize) -> std::result::Result<Array2<f32>, ModelError> + Sync);
+
+/// The predictions of a numeric model's body, which `parse` reads with one of the
+/// `instances` parsers, predicting each part of the rows where it was parsed.
+pub(in crate::http) fn numeric(
+    served: &ServedModel,
+    parse: impl FnOnce(
+        PredictPart<'_>,
+    ) -> std::result::Result<
+        Vec<std::result::Result<Array2<f32>, ModelError>>,
+        InstancesError,
+    >,
+) -> Result<Predictions> {
     let width = served.feature_names.len();
     let cores = crate::config::cores();
-    let parts = instances::parse_with(
-        body,
-        &served.feature_names,
-        &served.feature_index,
-        |part, concurrent| {
-            let x = ArrayView2::from_shape((part.rows, width), &part.values)
-                .expect("the parser checked every row's width");
-            served
-                .model
-                .predict_parallel(x, (cores / concurrent).max(1))
-        },
-    )
-    .map_err(|e| match e {
+    let each = |part: Instances, concurrent: usize| {
+        let x = ArrayView2::from_shape((part.rows, width), &part.values)
+            .expect("the parser checked every row's width");
+        served
+            .model
+            .predict_parallel(x, (cores / concurrent).max(1))
+    };
+    let parts = parse(&each).map_err(|e| match e {
         InstancesError::Malformed(text) => Error::BadRequest(text),
         InstancesError::Invalid(text) => Error::Unprocessable(text),
     })?;
@@ -269,11 +303,7 @@ fn run(served: &ServedModel, body: &[u8]) -> Result<Predictions> {
             ndarray::concatenate(Axis(0), &views).expect("parts of the same width")
         }
     };
-    let classes = served.model.classes(predictions.view());
-    Ok(Predictions {
-        classes: classes.map(|c| Classes::of(&served.model, c)),
-        predictions,
-    })
+    Ok(with_classes(served, predictions))
 }
 
 /// The cells of `instances` for a model that encodes its columns (see [`rows::cells`]).

@@ -35,10 +35,17 @@ impl FromRequestParts<AppState> for Resolved {
             Path::<HashMap<String, String>>::from_request_parts(parts, state).await?;
         let reference = match (params.get("name"), params.get("version"), params.get("ref")) {
             (Some(name), Some(version), _) => ModelRef::version(name, version),
-            (_, _, Some(text)) => ModelRef::parse(text),
+            (_, _, Some(text)) | (Some(text), None, None) => ModelRef::parse(text),
             _ => return Err(Error::Internal("a model route without a model path".into())),
         }
         .map_err(|e| Error::BadRequest(e.to_string()))?;
+        Resolved::of(state, reference).await
+    }
+}
+
+impl Resolved {
+    /// The model `reference` names now.
+    pub async fn of(state: &AppState, reference: ModelRef) -> Result<Self, Error> {
         let id = state.models.resolve(&state.store, &reference).await?;
         Ok(Resolved { id, reference })
     }

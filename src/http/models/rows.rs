@@ -11,7 +11,7 @@ use crate::nn::{Model, RawValue};
 use crate::serving::ServedModel;
 
 /// The model's input columns by name, in input order.
-pub(super) fn input_names(served: &ServedModel) -> Vec<&str> {
+pub(in crate::http) fn input_names(served: &ServedModel) -> Vec<&str> {
     served
         .model
         .input_names()
@@ -19,7 +19,7 @@ pub(super) fn input_names(served: &ServedModel) -> Vec<&str> {
 }
 
 /// The cells of `rows` (named `field` in messages: `instances`, `features`).
-pub(super) fn cells(
+pub(in crate::http) fn cells(
     model: &Model,
     names: &[&str],
     rows: &[Value],

@@ -1,4 +1,4 @@
-//! Parsing `{"instances": [...]}` straight into row-major f32 buffers in one pass: rows are
+//! Parsing `{"instances": [...]}` (and TensorFlow Serving's columnar `{"inputs": ...}`) straight into row-major f32 buffers in one pass: rows are
 //! arrays in feature order or objects keyed by feature name. Hand-written rather than serde:
 //! a large body is mostly number text, and serde_json's generic path spends several times
 //! this parser's time on it (see `docs/performance.md`).
@@ -42,6 +42,26 @@ impl From<CursorError> for InstancesError {
 
 type Result<T> = std::result::Result<T, InstancesError>;
 
+/// Which of TensorFlow Serving's request formats a body used; its answer is keyed alike
+/// (`predictions` for rows, `outputs` for columns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `instances`: a list of rows.
+    Instances,
+    /// `inputs`: the rows as one tensor (a list of rows), or an object of one column per
+    /// feature.
+    Inputs,
+}
+
+impl Form {
+    pub fn key(self) -> &'static str {
+        match self {
+            Form::Instances => "instances",
+            Form::Inputs => "inputs",
+        }
+    }
+}
+
 /// What runs on each part of the rows: the part, and how many parts are being worked on
 /// at once (so that it can size its own threads).
 type Each<'a, R> = dyn Fn(Instances, usize) -> R + Sync + 'a;
@@ -58,7 +78,28 @@ pub fn parse_with<R: Send>(
     index: &HashMap<String, usize>,
     each: impl Fn(Instances, usize) -> R + Sync,
 ) -> Result<Vec<R>> {
-    let each: &Each<'_, R> = &each;
+    parse_body(body, features, index, false, &each).map(|(parts, _)| parts)
+}
+
+/// As [`parse_with`], for a TensorFlow Serving body: `instances` rows or columnar
+/// `inputs`, never both; also says which it was.
+pub fn parse_tf_serving<R: Send>(
+    body: &[u8],
+    features: &[String],
+    index: &HashMap<String, usize>,
+    each: impl Fn(Instances, usize) -> R + Sync,
+) -> Result<(Vec<R>, Form)> {
+    parse_body(body, features, index, true, &each)
+        .map(|(parts, form)| (parts, form.unwrap_or(Form::Instances)))
+}
+
+fn parse_body<R: Send>(
+    body: &[u8],
+    features: &[String],
+    index: &HashMap<String, usize>,
+    columnar: bool,
+    each: &Each<'_, R>,
+) -> Result<(Vec<R>, Option<Form>)> {
     match split_point(body) {
         Some(at) => std::thread::scope(|scope| {
             let tail = scope.spawn(move || {
@@ -70,19 +111,25 @@ pub fn parse_with<R: Send>(
             });
             let mut parser = Parser::new(JsonCursor::new(body), features, index, each);
             parser.split = Some((at, Box::new(move || tail.join().ok().flatten())));
+            parser.columnar = columnar;
             finish(parser)
         }),
-        None => finish(Parser::new(JsonCursor::new(body), features, index, each)),
+        None => {
+            let mut parser = Parser::new(JsonCursor::new(body), features, index, each);
+            parser.columnar = columnar;
+            finish(parser)
+        }
     }
 }
 
-fn finish<R>(mut parser: Parser<'_, R>) -> Result<Vec<R>> {
+fn finish<R>(mut parser: Parser<'_, R>) -> Result<(Vec<R>, Option<Form>)> {
     parser.body()?;
     if parser.rows == 0 {
-        return Err(InstancesError::Invalid("instances is empty".into()));
+        let key = parser.form.unwrap_or(Form::Instances).key();
+        return Err(InstancesError::Invalid(format!("{key} is empty")));
     }
     parser.emit(1);
-    Ok(parser.parts)
+    Ok((parser.parts, parser.form))
 }
 
 /// A guess at where a row starts near the middle of a large body: `]`, `,`, `[` with
@@ -146,3 +193,6 @@ struct Tail<R> {
 fn invalid<T>(message: String) -> Result<T> {
     Err(InstancesError::Invalid(message))
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{invalid, Each, Instances, JoinTail, Result};
+use super::{invalid, Each, Form, Instances, JoinTail, Result};
 use crate::parse::decimal;
 use crate::parse::json_cursor::{CursorError, JsonCursor};
 
@@ -19,6 +19,10 @@ pub(super) struct Parser<'a, R> {
     pub values: Vec<f32>,
     /// Where another thread parses the rest of the rows, and how to get them.
     pub split: Option<(usize, JoinTail<'a, R>)>,
+    /// Whether TensorFlow Serving's columnar `inputs` may stand for `instances`.
+    pub columnar: bool,
+    /// The key the rows came under, once read.
+    pub form: Option<Form>,
 }
 
 impl<'a, R> Parser<'a, R> {
@@ -37,6 +41,8 @@ impl<'a, R> Parser<'a, R> {
             rows: 0,
             values: Vec::new(),
             split: None,
+            columnar: false,
+            form: None,
         }
     }
 
@@ -69,23 +75,43 @@ impl<'a, R> Parser<'a, R> {
             ));
         }
         self.cur.pos += 1;
-        let mut seen = false;
+        let expected = if self.columnar {
+            "{\"instances\": [...]} or {\"inputs\": ...}"
+        } else {
+            "{\"instances\": [...]}"
+        };
         if !self.cur.empty(b'}') {
             loop {
                 let key = self.cur.string()?;
                 self.cur.expect(b':', "`:`")?;
-                match key.as_ref() {
-                    "instances" if !seen => {
-                        seen = true;
-                        self.rows()?;
-                    }
-                    "instances" => return invalid("instances is given twice".into()),
+                let form = match key.as_ref() {
+                    "instances" => Some(Form::Instances),
+                    "inputs" if self.columnar => Some(Form::Inputs),
                     // TensorFlow Serving clients send it; there is one signature here.
-                    "signature_name" => self.cur.skip_value(0)?,
+                    "signature_name" => None,
                     other => {
                         return invalid(format!(
-                            "unexpected field {other:?}; the body is {{\"instances\": [...]}}"
+                            "unexpected field {other:?}; the body is {expected}"
                         ))
+                    }
+                };
+                match (form, self.form) {
+                    (None, _) => self.cur.skip_value(0)?,
+                    (Some(form), None) => {
+                        self.form = Some(form);
+                        match form {
+                            Form::Inputs if self.cur.peek() == Some(b'{') => self.columns()?,
+                            _ => self.rows()?,
+                        }
+                    }
+                    (Some(form), Some(seen)) if form == seen => {
+                        return invalid(format!("{} is given twice", form.key()))
+                    }
+                    (Some(_), Some(_)) => {
+                        return invalid(
+                            "the body has both \"instances\" and \"inputs\"; send one of them"
+                                .into(),
+                        )
                     }
                 }
                 if !self.cur.more(b'}', "`,` or `}`")? {
@@ -93,8 +119,11 @@ impl<'a, R> Parser<'a, R> {
                 }
             }
         }
-        if !seen {
-            return invalid("the body needs an \"instances\" array of rows".into());
+        if self.form.is_none() {
+            return invalid(match self.columnar {
+                true => "the body needs \"instances\" (rows) or \"inputs\" (columns)".into(),
+                false => "the body needs an \"instances\" array of rows".into(),
+            });
         }
         if self.cur.peek().is_some() {
             return Err(self
@@ -103,6 +132,81 @@ impl<'a, R> Parser<'a, R> {
                 .into());
         }
         Ok(())
+    }
+
+    /// Columnar `inputs`: an object of one array of values per feature, all of one length.
+    fn columns(&mut self) -> Result<()> {
+        self.cur.pos += 1;
+        let width = self.width();
+        let mut columns: Vec<Option<Vec<f32>>> = vec![None; width];
+        if !self.cur.empty(b'}') {
+            loop {
+                let name = self.cur.string()?;
+                self.cur.expect(b':', "`:`")?;
+                let Some(&column) = self.index.get(name.as_ref()) else {
+                    return invalid(format!(
+                        "inputs has unknown feature {name:?}; the features are {:?}",
+                        self.features
+                    ));
+                };
+                if columns[column].is_some() {
+                    return invalid(format!("inputs gives feature {name:?} twice"));
+                }
+                columns[column] = Some(self.column(&name)?);
+                if !self.cur.more(b'}', "`,` or `}` in inputs")? {
+                    break;
+                }
+            }
+        }
+        let mut given = Vec::with_capacity(width);
+        for (c, column) in columns.into_iter().enumerate() {
+            match column {
+                Some(values) => given.push(values),
+                None => {
+                    return invalid(format!(
+                        "inputs lacks feature {:?}; the model expects {width} ({})",
+                        self.features[c],
+                        self.features.join(", ")
+                    ))
+                }
+            }
+        }
+        let rows = given.first().map_or(0, Vec::len);
+        if let Some(c) = given.iter().position(|values| values.len() != rows) {
+            return invalid(format!(
+                "inputs.{} has {} values, inputs.{} has {rows}: every feature needs one per row",
+                self.features[c],
+                given[c].len(),
+                self.features[0]
+            ));
+        }
+        self.values.reserve(rows * width);
+        for r in 0..rows {
+            self.values.extend(given.iter().map(|values| values[r]));
+        }
+        self.rows = rows;
+        Ok(())
+    }
+
+    fn column(&mut self, name: &str) -> Result<Vec<f32>> {
+        if self.cur.peek() != Some(b'[') {
+            let kind = self.kind_or_syntax("a JSON value")?;
+            return invalid(format!(
+                "inputs.{name} is {kind}; it must be an array of one value per row"
+            ));
+        }
+        self.cur.pos += 1;
+        let mut values = Vec::new();
+        if !self.cur.empty(b']') {
+            loop {
+                let at = values.len();
+                values.push(self.value(|| format!("inputs.{name}[{at}]"))?);
+                if !self.cur.more(b']', "`,` or `]` in a column")? {
+                    break;
+                }
+            }
+        }
+        Ok(values)
     }
 
     fn rows(&mut self) -> Result<()> {
