@@ -133,6 +133,7 @@ fn store_status(err: &StoreError) -> StatusCode {
     match err {
         StoreError::NotFound { .. } | StoreError::Missing(_) => StatusCode::NOT_FOUND,
         StoreError::DatasetInUse { .. } | StoreError::Aliased(_) => StatusCode::CONFLICT,
+        err if err.is_unavailable() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

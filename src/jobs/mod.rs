@@ -314,7 +314,34 @@ pub fn data_shape(dataset: &Dataset) -> DataShape {
     }
 }
 
+/// How often a job's write is tried again while the database does not answer.
+const RETRY_WRITE_EVERY: Duration = Duration::from_millis(500);
+
 impl Inner {
+    /// Runs a running job's write until the database answers it: an outage of the
+    /// database pauses the job's writes (its epochs wait in order; training goes on)
+    /// instead of failing the job. Gives up when the service stops; when the database
+    /// comes back after another instance took the job over, the write says so.
+    async fn until_answered<T, F, W>(&self, job: Uuid, mut write: W) -> Result<T, StoreError>
+    where
+        W: FnMut() -> F,
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        let mut warned = false;
+        loop {
+            match write().await {
+                Err(err) if err.is_unavailable() && !self.stopping.load(Ordering::Relaxed) => {
+                    if !warned {
+                        tracing::warn!(job = %job, error = %err, "the database does not answer; the job's writes wait for it");
+                        warned = true;
+                    }
+                    tokio::time::sleep(RETRY_WRITE_EVERY).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn running(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, JobFlags>> {
         self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -192,8 +192,9 @@ async fn train(inner: &Arc<Inner>, job: &Job, flags: &JobFlags) -> Result<Uuid, 
             stopped_early: outcome.stopped_early,
             overfitting_epoch: outcome.overfitting_epoch,
         };
-        store
-            .finish_trial(job.id, &result, &outcome.model.to_safetensors())
+        let model = outcome.model.to_safetensors();
+        inner
+            .until_answered(job.id, || store.finish_trial(job.id, &result, &model))
             .await?;
         tracing::info!(trial, batch_size, best_epoch = ?outcome.best_epoch, best_value = ?outcome.best_value, "trial finished");
     }
@@ -282,8 +283,10 @@ async fn keep_best(
         monitor: job.monitor.clone(),
         mode: job.mode,
     });
-    let completed = store
-        .complete_job(stored, &weights, &outcome, promote.as_ref())
+    let completed = inner
+        .until_answered(job.id, || {
+            store.complete_job(stored.clone(), &weights, &outcome, promote.as_ref())
+        })
         .await?;
     let stored = completed.model;
     inner

@@ -143,8 +143,11 @@ impl Trial {
             record: to_json(&record)?,
         };
         inner
-            .store
-            .record_epoch(self.job, &row, &state, overfitting)
+            .until_answered(self.job, || {
+                inner
+                    .store
+                    .record_epoch(self.job, &row, &state, overfitting)
+            })
             .await?;
         tracing::info!(
             trial = self.index,

@@ -91,6 +91,22 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// The database does not answer now (its server is down or unreachable, or every
+    /// connection is busy past the wait): the request may succeed when retried.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Database(
+                sqlx::Error::Io(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Handle to the database; cheap to clone.
@@ -199,7 +215,8 @@ impl Store {
         let options = PgConnectOptions::from_str(url)?.application_name("nnserve");
         let pool = PgPoolOptions::new()
             .max_connections(connections.max(2))
-            .acquire_timeout(Duration::from_secs(10))
+            // A request waits this long for a connection while the server is down, then is a 503.
+            .acquire_timeout(Duration::from_secs(3))
             .connect_with(options)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;

@@ -296,3 +296,67 @@ async fn a_change_made_through_one_instance_reaches_the_others_cache_within_a_se
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Runs `.ci/postgres` (start, or `stop`) for a cluster of its own on `port`.
+fn own_cluster(port: u16, stop: bool) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/postgres");
+    let mut command = std::process::Command::new(script);
+    command.env("NNSERVE_PG_PORT", port.to_string());
+    if stop {
+        command.arg("stop");
+    }
+    let out = command.output().expect(".ci/postgres runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn the_database_down_mid_training_answers_503_and_loses_no_epoch() {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    if let TestDb::Sqlite(_) = TestDb::of(dir.path()) {
+        eprintln!(
+            "stopping the database server needs PostgreSQL: NNSERVE_TEST_POSTGRES is not set"
+        );
+        return;
+    }
+    let csv = to_csv(&linear_rows(600, 14));
+    let epochs = 30;
+    let (control, _) = control_run(&csv, |d| slow_spec(d, epochs)).await;
+    // A server of its own: the one the other tests share keeps running.
+    let port = 56000 + (std::process::id() % 1000) as u16;
+    let url = own_cluster(port, false);
+    let mut args = vec!["--database-url", &url];
+    args.extend_from_slice(&ARGS);
+    let server = start(&dir, &args, None);
+    let dataset = server.app.upload(csv, "?target=label").await;
+    let job = server
+        .app
+        .submit(&slow_spec(dataset["id"].as_str().unwrap(), epochs))
+        .await;
+    server
+        .app
+        .wait_job(&job, |j| j["epoch"].as_u64() >= Some(2))
+        .await;
+    own_cluster(port, true);
+    let view = server.app.get(&format!("/jobs/{job}")).await;
+    assert_eq!(view.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        server.app.get("/readyz").await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    own_cluster(port, false);
+    let done = wait_done(&server, &job).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        server.app.epoch_numbers(&job).await,
+        (1..=epochs as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(records(&server.app, &job).await, control);
+    drop(server);
+    own_cluster(port, true);
+}

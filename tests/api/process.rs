@@ -22,7 +22,10 @@ pub fn start(dir: &Arc<TempDir>, args: &[&str], shell: Option<&str>) -> Process 
     let db = TestDb::of(dir.path());
     let binary = env!("CARGO_BIN_EXE_nnserve");
     let database = db.url();
-    let mut all = vec!["--addr", "127.0.0.1:0", "--database-url", &database];
+    let mut all = vec!["--addr", "127.0.0.1:0"];
+    if !args.contains(&"--database-url") {
+        all.extend(["--database-url", &database]);
+    }
     all.extend_from_slice(args);
     let mut command = match shell {
         Some(script) => {
