@@ -547,3 +547,28 @@ pub fn churn_spec(dataset_id: &str) -> Value {
         "seed": 3
     })
 }
+
+/// The test venv's interpreter (`.ci/test-python`, or `$NNSERVE_TEST_PYTHON`) when it can
+/// import `module`; None, after saying so, when it cannot, outside CI. In CI the tests must
+/// run, so a missing module fails them.
+pub fn test_python(module: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("NNSERVE_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
+        });
+    let imports = std::process::Command::new(&path)
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if imports {
+        return Some(path);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{module} missing in {}: run .ci/test-python",
+        path.display()
+    );
+    eprintln!("skipped: {module} missing in the test venv, run .ci/test-python");
+    None
+}

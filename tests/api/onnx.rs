@@ -11,29 +11,14 @@ use serde_json::{json, Value};
 use tract_onnx::prelude::*;
 
 use crate::helpers::{
-    assert_problem, binary_spec, churn_spec, churn_table, spawn_app, Lcg, TestApp, PLANS,
+    assert_problem, binary_spec, churn_spec, churn_table, spawn_app, test_python, Lcg, TestApp,
+    PLANS,
 };
 
 const TOLERANCE: f64 = 1e-5;
 
-/// The venv's interpreter with onnxruntime; None (after saying so) when it is not
-/// installed, outside CI. In CI the tests must run, so a missing venv fails them.
 fn python() -> Option<PathBuf> {
-    let path = std::env::var_os("NNSERVE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
-        });
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "onnxruntime venv missing at {}: run .ci/test-python",
-        path.display()
-    );
-    eprintln!("skipped: onnxruntime venv missing, run .ci/test-python");
-    None
+    test_python("onnxruntime")
 }
 
 /// Runs `model` in onnxruntime on `inputs` (name → {"type", "rows"}) with

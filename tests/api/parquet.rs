@@ -8,28 +8,12 @@ use std::process::{Command, Stdio};
 use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_problem, spawn_app, spawn_with, Lcg, Options, TestApp};
+use crate::helpers::{assert_problem, spawn_app, spawn_with, test_python, Lcg, Options, TestApp};
 
 const PARQUET: &str = "application/vnd.apache.parquet";
 
-/// The interpreter with pyarrow; None (after saying so) when it is not installed, outside
-/// CI. In CI the tests must run, so a missing venv fails them.
 fn python() -> Option<PathBuf> {
-    let path = std::env::var_os("NNSERVE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
-        });
-    if path.exists() {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "pyarrow venv missing at {}: run .ci/test-python",
-        path.display()
-    );
-    eprintln!("skipped: pyarrow venv missing, run .ci/test-python");
-    None
+    test_python("pyarrow")
 }
 
 /// Builds a table with pyarrow from `columns` (name → {"type", "values"}, in order) and

@@ -8,30 +8,10 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::helpers::{binary_spec, churn_spec, churn_table, spawn_app, TestApp};
+use crate::helpers::{binary_spec, churn_spec, churn_table, spawn_app, test_python, TestApp};
 
-/// The venv's interpreter when it has tritonclient; None (after saying so) outside CI,
-/// where a missing client fails the test instead.
 fn python() -> Option<PathBuf> {
-    let path = std::env::var_os("NNSERVE_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
-        });
-    let has_client = Command::new(&path)
-        .args(["-c", "import tritonclient.http"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if has_client {
-        return Some(path);
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "tritonclient missing in {}: run .ci/test-python",
-        path.display()
-    );
-    eprintln!("skipped: tritonclient missing in the test venv, run .ci/test-python");
-    None
+    test_python("tritonclient.http")
 }
 
 async fn train(app: &TestApp, mut job: serde_json::Value, name: &str) {
