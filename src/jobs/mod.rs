@@ -426,11 +426,9 @@ async fn heartbeat(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
             match held.iter().find(|h| h.id == id) {
                 Some(h) if h.cancel_requested => flags.cancel.store(true, Ordering::Relaxed),
                 Some(_) => {}
-                None => {
-                    if !flags.lost.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(job = %id, "lost the job's lease: another instance took it over");
-                    }
-                }
+                // Taken over, or ended a moment ago (then the flag is never read): the job's
+                // run says which when it stops.
+                None => flags.lost.store(true, Ordering::Relaxed),
             }
         }
     }
